@@ -1,0 +1,64 @@
+"""The Starlette application factory.
+
+Everything the requests use is built in the lifespan (stores, model, worker) and handed to them through
+`app.state.services`; nothing is created at import time, so tests build as many apps as they like.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route, WebSocketRoute
+
+from api.graphql_view import PhotoDuelGraphQL
+from api.middleware import AuthMiddleware, BodyLimitMiddleware
+from api.routes import healthz, image, readyz
+from api.schema import build_schema
+from api.seen_users import SeenUsers
+from photoduel.services import open_services
+from photoduel.settings import Settings, load_settings
+
+log = structlog.get_logger(__name__)
+
+# Multipart framing and the other operation fields ride on top of the file itself.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> Starlette:
+    settings = settings or load_settings()
+    worker = settings.worker_enabled if run_worker is None else run_worker
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings, run_worker=worker) as services:
+            services.extras["seen_users"] = SeenUsers(services.users)
+            app.state.services = services
+            log.info("api.started", env=settings.env, worker=worker, milvus=settings.resolved_milvus_uri,
+                     mongodb="configured" if settings.mongodb_uri else "embedded")
+            yield
+        log.info("api.stopped")
+
+    graphql = PhotoDuelGraphQL(
+        build_schema(max_depth=settings.max_query_depth),
+        graphql_ide="graphiql" if settings.is_dev else None,
+        allow_queries_via_get=True,
+        multipart_uploads_enabled=True,
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/images/{photo_id}/{variant}", image, methods=["GET", "HEAD"]),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+    ]
+    middleware = [
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES),
+        Middleware(AuthMiddleware),
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -1,0 +1,59 @@
+"""Per-request context: the process's services, who is calling, and this request's DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
+
+from api.auth import ANONYMOUS, Principal
+from api.errors import Forbidden, Unauthenticated
+
+if TYPE_CHECKING:
+    from photoduel.services import Services
+
+
+class Loaders:
+    """DataLoaders are per request: they cache, and a cache must not outlive one caller's view."""
+
+    def __init__(self, services: Services) -> None:
+        from storage.photos import PhotoRepository
+
+        photos = PhotoRepository(services.db)
+
+        async def load_photos(ids: list[ObjectId]) -> list[dict[str, Any] | None]:
+            return await photos.get_many(ids)
+
+        self.photo: DataLoader[ObjectId, dict[str, Any] | None] = DataLoader(load_fn=load_photos)
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Request | WebSocket
+    response: Any = None
+    principal: Principal = ANONYMOUS
+    connection_params: dict[str, Any] | None = None
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.services)
+
+    def require_user(self) -> str:
+        if self.principal.uid is None:
+            raise Unauthenticated("sign in first: send 'Authorization: Bearer <Firebase ID token>'")
+        return self.principal.uid
+
+    def require_admin(self) -> str:
+        uid = self.require_user()
+        if not self.principal.admin:
+            raise Forbidden("admin rights required")
+        return uid
+
+    @property
+    def base_url(self) -> str:
+        return str(self.request.base_url).rstrip("/")

@@ -1,0 +1,32 @@
+"""Celebrity information on a photo: names only for admins and the photo's owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+
+@strawberry.type
+class DetectedPerson:
+    name: str
+    confidence: float
+
+
+@strawberry.type
+class CelebrityInfo:
+    detected: bool
+    faces: int
+    people: list[DetectedPerson]
+
+    @classmethod
+    def for_photo(cls, doc: dict[str, Any], info: Info) -> CelebrityInfo | None:
+        data = doc.get("celebrity")
+        if data is None:
+            return None
+        principal = info.context.principal
+        may_see_names = principal.admin or (principal.uid is not None and principal.uid == doc.get("owner"))
+        people = [DetectedPerson(name=p["name"], confidence=p["confidence"]) for p in data.get("people", [])]
+        return cls(detected=bool(people), faces=int(doc.get("faces_count", 0)),
+                   people=people if may_see_names else [])

@@ -1,0 +1,17 @@
+"""Root types. Each domain module contributes its own Query/Mutation/Subscription part; merged here.
+
+To add a domain: define `@strawberry.type class XQuery` (and/or XMutation, XSubscription) in its own
+module under api/schema/ and add it to the tuples below.
+"""
+
+from __future__ import annotations
+
+from strawberry.tools import merge_types
+
+from api.schema.photo_roots import PhotoMutation, PhotoQuery
+from api.schema.users import UserQuery
+
+Query = merge_types("Query", (UserQuery, PhotoQuery))
+Mutation = merge_types("Mutation", (PhotoMutation,))
+SUBSCRIPTIONS: tuple[type, ...] = ()
+Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None

@@ -1,0 +1,118 @@
+"""The one settings object. Every knob lives here, read from `PHOTODUEL_*` environment variables.
+
+Operators and client apps rely on the names listed in DESIGN.md's Contract section; extend, don't rename.
+Misconfiguration fails at start with a message naming the variable (pydantic's validation errors carry
+the field name, and `load_settings` turns them into one readable `SettingsError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """Raised at start when the environment describes an impossible configuration."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PHOTODUEL_", extra="ignore", frozen=True)
+
+    # --- process -----------------------------------------------------------------------------
+    env: Literal["dev", "prod"] = "dev"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    # --- stores ------------------------------------------------------------------------------
+    # Unset: `photoduel serve` starts the embedded MongoDB-wire server under data_dir.
+    mongodb_uri: str | None = None
+    mongodb_database: str = "photoduel"
+    # Unset: milvus-lite on a file under data_dir.
+    milvus_uri: str | None = None
+    milvus_token: str | None = None
+
+    # --- models ------------------------------------------------------------------------------
+    clip_model: str = "clip-ViT-B-32"
+    clip_device: str = "auto"  # auto | cpu | cuda | cuda:N
+    clip_batch_size: int = Field(16, ge=1, le=512)
+    torch_threads: int = Field(0, ge=0, description="0: torch's default")
+    model_retry_seconds: float = Field(30.0, gt=0)
+
+    # --- firebase ----------------------------------------------------------------------------
+    firebase_project_id: str = "demo-photoduel"
+    firebase_credentials: Path | None = None
+    fcm_url: str | None = None
+    firebase_auth_emulator_host: str | None = Field(
+        None, validation_alias=AliasChoices("FIREBASE_AUTH_EMULATOR_HOST", "PHOTODUEL_FIREBASE_AUTH_EMULATOR_HOST")
+    )
+
+    # --- uploads -----------------------------------------------------------------------------
+    max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    max_upload_pixels: int = Field(50_000_000, gt=0)
+    display_max_side: int = Field(2048, ge=64)
+    thumbnail_max_side: int = Field(400, ge=32)
+
+    # --- ingest ------------------------------------------------------------------------------
+    neighbours_k: int = Field(24, ge=1, le=200)
+    near_duplicate_cosine: float = Field(0.95, gt=0, le=1)
+    suggestions_max: int = Field(10, ge=1, le=50)
+    worker_enabled: bool = True
+    worker_batch_size: int = Field(8, ge=1, le=256)
+    worker_poll_seconds: float = Field(0.5, gt=0)
+    job_lease_seconds: float = Field(60.0, gt=0)
+    job_max_attempts: int = Field(5, ge=1)
+    job_retry_base_seconds: float = Field(2.0, gt=0)
+
+    # --- duels and ratings -------------------------------------------------------------------
+    duel_ttl_seconds: int = Field(600, ge=10)
+    draw_probability: float = Field(0.10, ge=0, lt=1)
+    featured_min_votes: int = Field(10, ge=1)
+    featured_max_sigma: float = Field(3.0, gt=0)
+
+    # --- notifications -----------------------------------------------------------------------
+    max_devices_per_user: int = Field(10, ge=1, le=100)
+
+    # --- api limits ------------------------------------------------------------------------
+    max_query_depth: int = Field(10, ge=2)
+    max_page_size: int = Field(100, ge=1, le=1000)
+
+    @field_validator("mongodb_uri", "milvus_uri", "fcm_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _prod_refuses_emulator(self) -> Settings:
+        if self.env == "prod" and self.firebase_auth_emulator_host:
+            raise ValueError(
+                "FIREBASE_AUTH_EMULATOR_HOST is set while PHOTODUEL_ENV=prod: the emulator accepts unsigned "
+                "tokens, so production refuses to start with it. Unset it, or use PHOTODUEL_ENV=dev."
+            )
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        return self.milvus_uri or str((self.data_dir / "milvus.db").resolve())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus explicit overrides), with one readable error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env_name = f"PHOTODUEL_{name.upper()}" if name != "settings" else name
+            lines.append(f"{env_name}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

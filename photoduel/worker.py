@@ -1,0 +1,166 @@
+"""The job worker: leases batches from the durable queue and hands them to a handler per kind.
+
+Runs inside `photoduel serve` by default, or alone as `photoduel worker` (any number of them). While a
+batch runs, a heartbeat keeps its leases alive; if this process dies the leases run out and another
+worker takes the jobs. On shutdown the worker stops taking jobs, lets the running batch finish for a
+grace period, and releases whatever is still leased so another worker starts it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from storage.jobs import PARKED, Defer, Done, Job, JobQueue, Outcome, Retry
+
+__all__ = ["Defer", "Done", "JobHandler", "Outcome", "Retry", "Worker"]
+
+log = structlog.get_logger(__name__)
+
+
+
+
+class JobHandler(Protocol):
+    batch_size: int
+
+    async def handle(self, jobs: Sequence[Job]) -> Mapping[Any, Outcome]:
+        """Process a batch; return an outcome per job id. A missing id counts as a Retry.
+
+        A handler may also define `async on_parked(job, error)`, called once a job has failed for
+        the last time (e.g. to mark its photo FAILED with the reason).
+        """
+        ...
+
+
+def retry_delay(attempt: int, *, base: float, cap: float = 600.0, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter, so failing jobs do not retry in lock-step."""
+    rng = rng or random.Random()
+    return rng.uniform(0, min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 16):04x}"
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: Mapping[str, JobHandler],
+        *,
+        lease_seconds: float,
+        max_attempts: int,
+        retry_base_seconds: float,
+        poll_seconds: float,
+        worker_id: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
+        self.poll_seconds = poll_seconds
+        self.worker_id = worker_id or default_worker_id()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: list[Job] = []
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"worker {self.worker_id}")
+
+    def wake(self) -> None:
+        """Called after an enqueue in this process, so a new job does not wait for the next poll."""
+        self._wake.set()
+
+    async def stop(self, grace_seconds: float = 30.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._in_flight:
+            released = await self.queue.release(self._in_flight, self.worker_id)
+            log.info("worker.released", worker=self.worker_id, jobs=released)
+            self._in_flight = []
+
+    async def run(self) -> None:
+        log.info("worker.started", worker=self.worker_id, kinds=sorted(self.handlers))
+        while not self._stopping.is_set():
+            try:
+                worked = await self.run_once()
+            except Exception:
+                log.exception("worker.loop_error", worker=self.worker_id)
+                worked = False
+            if not worked:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        log.info("worker.stopped", worker=self.worker_id)
+
+    async def run_once(self) -> bool:
+        """Lease and process at most one batch per kind; True when anything was done."""
+        worked = False
+        for kind, handler in self.handlers.items():
+            if self._stopping.is_set():
+                break
+            jobs = await self.queue.lease(
+                self.worker_id, [kind], limit=handler.batch_size, lease_seconds=self.lease_seconds
+            )
+            if jobs:
+                worked = True
+                await self._process(handler, jobs)
+        return worked
+
+    async def _heartbeat(self, jobs: Sequence[Job]) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            await self.queue.heartbeat(jobs, self.worker_id, lease_seconds=self.lease_seconds)
+
+    async def _process(self, handler: JobHandler, jobs: list[Job]) -> None:
+        self._in_flight = jobs
+        heartbeat = asyncio.create_task(self._heartbeat(jobs))
+        try:
+            try:
+                outcomes = await handler.handle(jobs)
+            except Exception as exc:
+                log.exception("worker.batch_failed", worker=self.worker_id, jobs=len(jobs))
+                outcomes = {job.id: Retry(f"{type(exc).__name__}: {exc}") for job in jobs}
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        for job in jobs:
+            outcome = outcomes.get(job.id, Retry("handler returned no outcome"))
+            await self._settle(job, outcome)
+        self._in_flight = []
+
+    async def _settle(self, job: Job, outcome: Outcome) -> None:
+        if isinstance(outcome, Done):
+            owned = await self.queue.complete(job, self.worker_id, result=outcome.result)
+            log.info("job.done", job=str(job.id), kind=job.kind, attempts=job.attempts, owned=owned)
+        elif isinstance(outcome, Defer):
+            await self.queue.defer(job, self.worker_id, delay=outcome.delay, reason=outcome.reason)
+            log.info("job.deferred", job=str(job.id), kind=job.kind, reason=outcome.reason)
+        else:
+            delay = retry_delay(job.attempts, base=self.retry_base_seconds)
+            state = await self.queue.fail(
+                job, self.worker_id, outcome.error, max_attempts=self.max_attempts, retry_in=delay
+            )
+            log.warning("job.failed", job=str(job.id), kind=job.kind, attempts=job.attempts,
+                        error=outcome.error, state=state)
+            on_parked = getattr(self.handlers.get(job.kind), "on_parked", None)
+            if state == PARKED and on_parked is not None:
+                await on_parked(job, outcome.error)

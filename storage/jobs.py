@@ -1,0 +1,213 @@
+"""A durable job queue in MongoDB.
+
+Why not an in-memory queue: a job must survive the process that enqueued it and the worker that took
+it. Each job is one document whose `state` moves queued -> leased -> done, or back to queued with a
+later `run_at` after a failure, or to parked after `max_attempts`. A lease is an expiry time owned by
+one worker: a worker that dies stops heart-beating, its lease runs out and any other worker may take
+the job (that re-take counts as an attempt, so a job that kills its worker every time is parked, not
+retried forever). Completing or failing requires still owning the lease (`lease_owner` plus the
+`lease_token` handed out with it), so a worker that lost its lease can never overwrite the result of
+the worker that took over: each job completes exactly once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+QUEUED, LEASED, DONE, PARKED = "queued", "leased", "done", "parked"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: ObjectId
+    kind: str
+    payload: Mapping[str, Any]
+    attempts: int
+    lease_token: str
+    key: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Job:
+        return cls(
+            id=doc["_id"], kind=doc["kind"], payload=doc.get("payload", {}), attempts=doc.get("attempts", 0),
+            lease_token=doc.get("lease_token", ""), key=doc.get("key"),
+        )
+
+
+@dataclass(frozen=True)
+class Done:
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A failure that counts as an attempt; parked after max attempts."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Not the job's fault (a model still loading): try again later without counting an attempt."""
+
+    delay: float
+    reason: str
+
+
+Outcome = Done | Retry | Defer
+
+
+class JobQueue:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._jobs = collection
+
+    async def enqueue(
+        self, kind: str, payload: Mapping[str, Any], *, key: str | None = None, delay: float = 0.0
+    ) -> ObjectId:
+        """Add a job; with `key`, enqueueing the same key again returns the existing job (idempotent)."""
+        now = utcnow()
+        doc: dict[str, Any] = {
+            "kind": kind, "payload": dict(payload), "state": QUEUED, "attempts": 0,
+            "run_at": now + timedelta(seconds=delay), "created_at": now, "updated_at": now, "errors": [],
+        }
+        if key is not None:
+            doc["key"] = key
+        try:
+            result = await self._jobs.insert_one(doc)
+            return result.inserted_id
+        except DuplicateKeyError:
+            existing = await self._jobs.find_one({"key": key}, {"_id": 1})
+            if existing is None:  # pragma: no cover - deleted between the two calls
+                raise
+            return existing["_id"]
+
+    async def requeue_key(self, kind: str, payload: Mapping[str, Any], *, key: str) -> ObjectId:
+        """Run a keyed job again (e.g. re-check after a gallery change), whatever state it ended in."""
+        now = utcnow()
+        doc = await self._jobs.find_one_and_update(
+            {"key": key, "state": {"$ne": LEASED}},
+            {"$set": {"kind": kind, "payload": dict(payload), "state": QUEUED, "attempts": 0, "run_at": now,
+                      "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            return doc["_id"]
+        return await self.enqueue(kind, payload, key=key)
+
+    async def lease(
+        self, worker_id: str, kinds: Sequence[str], *, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        """Take up to `limit` runnable jobs: queued and due, or leased by a worker whose lease ran out."""
+        jobs: list[Job] = []
+        for _ in range(limit):
+            now = utcnow()
+            token = secrets.token_hex(8)
+            doc = await self._jobs.find_one_and_update(
+                {
+                    "kind": {"$in": list(kinds)},
+                    "$or": [
+                        {"state": QUEUED, "run_at": {"$lte": now}},
+                        {"state": LEASED, "lease_expires": {"$lt": now}},
+                    ],
+                },
+                {
+                    "$set": {
+                        "state": LEASED, "lease_owner": worker_id, "lease_token": token,
+                        "lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now,
+                    },
+                    "$inc": {"attempts": 1},
+                },
+                sort=[("run_at", 1)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                break
+            jobs.append(Job.from_doc(doc))
+        return jobs
+
+    def _owned(self, job: Job, worker_id: str) -> dict[str, Any]:
+        return {"_id": job.id, "state": LEASED, "lease_owner": worker_id, "lease_token": job.lease_token}
+
+    async def heartbeat(self, jobs: Sequence[Job], worker_id: str, *, lease_seconds: float) -> int:
+        """Extend the leases this worker still owns; returns how many it still owns."""
+        if not jobs:
+            return 0
+        now = utcnow()
+        result = await self._jobs.update_many(
+            {"_id": {"$in": [j.id for j in jobs]}, "state": LEASED, "lease_owner": worker_id,
+             "lease_token": {"$in": [j.lease_token for j in jobs]}},
+            {"$set": {"lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now}},
+        )
+        return result.modified_count
+
+    async def complete(self, job: Job, worker_id: str, *, result: Mapping[str, Any] | None = None) -> bool:
+        """Mark done; False when this worker no longer owns the lease (another worker took it over)."""
+        now = utcnow()
+        res = await self._jobs.update_one(
+            self._owned(job, worker_id),
+            {"$set": {"state": DONE, "completed_at": now, "updated_at": now, "result": dict(result or {})},
+             "$unset": {"lease_expires": ""}},
+        )
+        return res.modified_count == 1
+
+    async def fail(
+        self, job: Job, worker_id: str, error: str, *, max_attempts: int, retry_in: float
+    ) -> str | None:
+        """Record a failure; retry later, or park after `max_attempts`. Returns the new state."""
+        now = utcnow()
+        park = job.attempts >= max_attempts
+        update: dict[str, Any] = {
+            "$set": {"state": PARKED if park else QUEUED, "last_error": error[:2000], "updated_at": now,
+                     "run_at": now + timedelta(seconds=0 if park else retry_in)},
+            "$push": {"errors": {"$each": [{"at": now, "attempt": job.attempts, "error": error[:2000]}],
+                                 "$slice": -20}},
+            "$unset": {"lease_expires": ""},
+        }
+        res = await self._jobs.update_one(self._owned(job, worker_id), update)
+        if res.modified_count != 1:
+            return None
+        return PARKED if park else QUEUED
+
+    async def defer(self, job: Job, worker_id: str, *, delay: float, reason: str) -> bool:
+        """Put a job back without counting an attempt: the cause is ours (e.g. the model is still loading)."""
+        now = utcnow()
+        res = await self._jobs.update_one(
+            self._owned(job, worker_id),
+            {"$set": {"state": QUEUED, "run_at": now + timedelta(seconds=delay), "updated_at": now,
+                      "deferred_reason": reason},
+             "$inc": {"attempts": -1}, "$unset": {"lease_expires": ""}},
+        )
+        return res.modified_count == 1
+
+    async def release(self, jobs: Sequence[Job], worker_id: str) -> int:
+        """Hand leased jobs back at shutdown so another worker starts them at once, attempt not counted."""
+        released = 0
+        for job in jobs:
+            if await self.defer(job, worker_id, delay=0.0, reason="released at shutdown"):
+                released += 1
+        return released
+
+    async def get(self, job_id: ObjectId) -> dict[str, Any] | None:
+        return await self._jobs.find_one({"_id": job_id})
+
+    async def parked(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        return await self._jobs.find({"state": PARKED}).sort("updated_at", -1).to_list(limit)
+
+    async def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        async for row in await self._jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
+            counts[str(row["_id"])] = int(row["n"])
+        return counts

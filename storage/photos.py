@@ -1,0 +1,112 @@
+"""The photos collection: one document per photo, the source of truth for everything but vectors.
+
+Document shape (fields appear as the pipeline fills them):
+  _id, owner, title, sha256, status (PROCESSING | READY | FAILED), failure {reason, at},
+  format, mime, width, height, bytes, blobs {raw, original, display, thumbnail} (GridFS ids),
+  renditions {variant: {width, height, etag}}, created_at, updated_at,
+  category, category_score, tags [accepted], rejected_tags, suggestions [{tag, score, source}],
+  quality {score, aesthetic, sharpness, exposure, noise, resolution},
+  neighbours [{id, similarity}] (nearest READY photos, found once at ingest), duplicate_of,
+  vector_collection, rating {mu, sigma, conservative, score, votes, wins, losses, draws},
+  rating_version (optimistic concurrency), duels, faces_count, celebrity {people [...]}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from storage.base import Doc, Repository
+from storage.pagination import SortKey, after_filter, decode_cursor, encode_cursor
+
+PROCESSING, READY, FAILED = "PROCESSING", "READY", "FAILED"
+
+NEWEST = SortKey((("created_at", -1), ("_id", -1)))
+OLDEST = SortKey((("created_at", 1), ("_id", 1)))
+BEST = SortKey((("rating.conservative", -1), ("_id", -1)))
+
+
+@dataclass(frozen=True)
+class Page:
+    docs: list[Doc]
+    cursors: list[str]
+    has_next: bool
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PhotoRepository(Repository):
+    collection_name = "photos"
+
+    async def create_or_get(self, doc: Doc) -> tuple[Doc, bool]:
+        """Insert a new photo, or return the one this owner already uploaded with the same bytes."""
+        try:
+            await self.collection.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            existing = await self.collection.find_one({"owner": doc["owner"], "sha256": doc["sha256"]})
+            if existing is None:  # pragma: no cover - deleted in between
+                raise
+            return existing, False
+
+    async def find_by_owner_sha(self, owner: str, sha256: str) -> Doc | None:
+        return await self.collection.find_one({"owner": owner, "sha256": sha256})
+
+    async def update(self, photo_id: ObjectId, fields: Mapping[str, Any], *, unset: Sequence[str] = ()) -> Doc | None:
+        update: dict[str, Any] = {"$set": {**fields, "updated_at": now()}}
+        if unset:
+            update["$unset"] = {name: "" for name in unset}
+        return await self.collection.find_one_and_update(
+            {"_id": photo_id}, update, return_document=ReturnDocument.AFTER
+        )
+
+    async def page(
+        self, query: Doc, sort: SortKey, *, first: int, after: str | None
+    ) -> Page:
+        """One Relay page: `first` rows strictly after the cursor, plus whether more follow."""
+        if after:
+            query = {"$and": [query, after_filter(decode_cursor(after, sort), sort)]}
+        docs = await self.collection.find(query).sort(list(sort.fields)).limit(first + 1).to_list(None)
+        has_next = len(docs) > first
+        docs = docs[:first]
+        return Page(docs=docs, cursors=[encode_cursor(d, sort) for d in docs], has_next=has_next)
+
+
+MAX_TAGS_PER_PHOTO = 30
+
+
+class TagLimitExceeded(ValueError):
+    pass
+
+
+async def accept_tags(repo: PhotoRepository, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
+    """Accepted tags make the photo findable by tag and feed neighbours' suggestions."""
+    doc = await repo.get(photo_id)
+    if doc is None:
+        return None
+    merged = list(dict.fromkeys([*doc.get("tags", []), *tags]))
+    if len(merged) > MAX_TAGS_PER_PHOTO:
+        raise TagLimitExceeded(f"a photo has at most {MAX_TAGS_PER_PHOTO} tags")
+    return await repo.collection.find_one_and_update(
+        {"_id": photo_id},
+        {"$addToSet": {"tags": {"$each": list(tags)}}, "$pull": {"rejected_tags": {"$in": list(tags)}},
+         "$set": {"updated_at": now()}},
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+async def reject_tags(repo: PhotoRepository, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
+    return await repo.collection.find_one_and_update(
+        {"_id": photo_id},
+        {"$addToSet": {"rejected_tags": {"$each": list(tags)}}, "$pull": {"tags": {"$in": list(tags)}},
+         "$set": {"updated_at": now()}},
+        return_document=ReturnDocument.AFTER,
+    )

@@ -1,0 +1,86 @@
+"""Shared fixtures: one real MongoDB-wire server per session, a tiny CLIP built once, live servers.
+
+Nothing here is a mock: the database is SecantusDB over the wire, vectors go to milvus-lite files,
+the API runs under uvicorn on a loopback port, and the model is a real (tiny, random) CLIP loaded by
+sentence-transformers through the production loading code.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before firebase-admin or torch are used anywhere in the session.
+os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch
+
+torch.set_num_threads(1)
+
+from photoduel.logging import configure_logging  # noqa: E402
+from photoduel.settings import Settings  # noqa: E402
+from storage.embedded_mongo import EmbeddedMongo  # noqa: E402
+from tests.servers import LiveServer  # noqa: E402
+
+configure_logging("WARNING", json=False)
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    uri = os.environ.get("PHOTODUEL_TEST_MONGODB_URI")
+    if uri:  # a real MongoDB, when a developer has one
+        yield uri
+        return
+    server = EmbeddedMongo(tmp_path_factory.mktemp("mongodb"))
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def make_settings(mongo_uri: str, tiny_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    """Settings for one isolated deployment: its own database name, data dir and Milvus file."""
+
+    def make(**overrides: Any) -> Settings:
+        data_dir = tmp_path_factory.mktemp("data")
+        values: dict[str, Any] = {
+            "env": "dev",
+            "data_dir": data_dir,
+            "mongodb_uri": mongo_uri,
+            "mongodb_database": f"t_{uuid.uuid4().hex[:12]}",
+            "milvus_uri": str(data_dir / "milvus.db"),
+            "clip_model": str(tiny_clip),
+            "clip_batch_size": 8,
+            "torch_threads": 1,
+            "worker_poll_seconds": 0.1,
+            "job_retry_base_seconds": 0.2,
+            "log_json": False,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
+    """One live API (with its in-process worker) per test module."""
+    with LiveServer(make_settings()) as live:
+        yield live

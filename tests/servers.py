@@ -1,0 +1,77 @@
+"""Real servers for tests: the ASGI app under uvicorn on a loopback port, in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import httpx
+import uvicorn
+
+from photoduel.settings import Settings
+from storage.embedded_mongo import free_port
+
+
+class LiveServer:
+    def __init__(self, settings: Settings, *, run_worker: bool = True) -> None:
+        from api.app import create_app
+
+        self.settings = settings
+        self.port = free_port()
+        self.app = create_app(settings, run_worker=run_worker)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None,
+                                ws="websockets-sansio", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"uvicorn:{self.port}")
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server.started:
+                return self
+            if not self._thread.is_alive():
+                raise RuntimeError("server thread died during start-up")
+            time.sleep(0.05)
+        raise TimeoutError("server did not start")
+
+    def run(self, coro: Any, timeout: float = 60.0) -> Any:
+        """Run a coroutine on the server's own loop (where its MongoDB client lives)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def wait_model(self, timeout: float = 120.0) -> None:
+        self.run(self.services.models.wait_ready(timeout), timeout + 5)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(60)
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def graphql(client: httpx.Client, query: str, variables: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None) -> dict[str, Any]:
+    response = client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+    assert response.status_code in (200, 401), response.text
+    return response.json()

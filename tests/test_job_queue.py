@@ -1,0 +1,159 @@
+"""The durable job queue against the real MongoDB-wire server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from photoduel.worker import Done, Outcome, Retry, Worker
+from storage.jobs import DONE, LEASED, PARKED, QUEUED, Job, JobQueue
+from storage.mongo import create_client, ensure_indexes
+
+
+@pytest.fixture
+async def db(mongo_uri: str) -> AsyncIterator[Any]:
+    client = create_client(mongo_uri)
+    database = client[f"jobs_{uuid.uuid4().hex[:10]}"]
+    await ensure_indexes(database)
+    yield database
+    await client.drop_database(database.name)
+    await client.close()
+
+
+class RecordingHandler:
+    """A test job kind: records each completion in MongoDB, optionally blocking or failing first."""
+
+    def __init__(self, db: Any, *, block: asyncio.Event | None = None, fail_times: int = 0) -> None:
+        self.batch_size = 4
+        self.db = db
+        self.block = block
+        self.fail_times = fail_times
+        self.started = asyncio.Event()
+
+    async def handle(self, jobs: Sequence[Job]) -> Mapping[Any, Outcome]:
+        self.started.set()
+        if self.block is not None:
+            await self.block.wait()
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            return {job.id: Retry("transient failure") for job in jobs}
+        for job in jobs:
+            await self.db.effects.insert_one({"job": job.id, "n": job.payload["n"]})
+        return {job.id: Done({"ok": True}) for job in jobs}
+
+
+def make_worker(queue: JobQueue, handler: Any, *, lease: float = 1.0, attempts: int = 5) -> Worker:
+    return Worker(queue, {"test": handler}, lease_seconds=lease, max_attempts=attempts,
+                  retry_base_seconds=0.05, poll_seconds=0.05)
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.05)
+
+
+async def test_enqueue_with_a_key_is_idempotent(db: Any) -> None:
+    queue = JobQueue(db.jobs)
+    first = await queue.enqueue("test", {"n": 1}, key="photo:1")
+    again = await queue.enqueue("test", {"n": 1}, key="photo:1")
+    assert first == again
+    assert await db.jobs.count_documents({}) == 1
+
+
+async def test_a_killed_worker_loses_no_job_and_nothing_runs_twice(db: Any) -> None:
+    queue = JobQueue(db.jobs)
+    ids = [await queue.enqueue("test", {"n": i}) for i in range(3)]
+
+    never = asyncio.Event()  # the first worker hangs mid-batch, then "dies" without releasing
+    dying = make_worker(queue, RecordingHandler(db, block=never), lease=1.0)
+    dying_handler = dying.handlers["test"]
+    dying.start()
+    await asyncio.wait_for(dying_handler.started.wait(), 10)  # type: ignore[attr-defined]
+    leased = await db.jobs.count_documents({"state": LEASED, "lease_owner": dying.worker_id})
+    assert leased == 3
+    assert dying._task is not None
+    dying._task.cancel()  # a crash: no release, no completion, the heartbeat stops with it
+    with contextlib.suppress(asyncio.CancelledError):
+        await dying._task
+
+    survivor = make_worker(queue, RecordingHandler(db), lease=1.0)
+    survivor.start()
+    try:
+        async def all_done() -> bool:
+            return await db.jobs.count_documents({"state": DONE}) == 3
+
+        await wait_for(all_done)
+    finally:
+        await survivor.stop()
+
+    effects = await db.effects.find({}).to_list(None)
+    assert sorted(e["job"] for e in effects) == sorted(ids)  # each job's effect exactly once
+    for job_id in ids:
+        doc = await queue.get(job_id)
+        assert doc is not None
+        assert doc["lease_owner"] == survivor.worker_id
+        assert doc["attempts"] == 2  # the crashed lease counted as an attempt
+
+    # The dead worker's late completion is refused: the lease is no longer its own.
+    stale = Job(id=ids[0], kind="test", payload={}, attempts=1, lease_token="stale")
+    assert await queue.complete(stale, dying.worker_id) is False
+
+
+async def test_failures_retry_with_backoff_then_park(db: Any) -> None:
+    queue = JobQueue(db.jobs)
+    job_id = await queue.enqueue("test", {"n": 7})
+    worker = make_worker(queue, RecordingHandler(db, fail_times=10), attempts=3)
+    worker.start()
+    try:
+        async def parked() -> bool:
+            doc = await queue.get(job_id)
+            return doc is not None and doc["state"] == PARKED
+
+        await wait_for(parked)
+    finally:
+        await worker.stop()
+    doc = await queue.get(job_id)
+    assert doc is not None
+    assert doc["attempts"] == 3
+    assert doc["last_error"] == "transient failure"
+    assert len(doc["errors"]) == 3
+    assert [j["_id"] for j in await queue.parked()] == [job_id]
+    assert await db.effects.count_documents({}) == 0
+
+
+async def test_a_retried_job_succeeds_once(db: Any) -> None:
+    queue = JobQueue(db.jobs)
+    job_id = await queue.enqueue("test", {"n": 1})
+    worker = make_worker(queue, RecordingHandler(db, fail_times=1), attempts=3)
+    worker.start()
+    try:
+        async def done() -> bool:
+            doc = await queue.get(job_id)
+            return doc is not None and doc["state"] == DONE
+
+        await wait_for(done)
+    finally:
+        await worker.stop()
+    assert await db.effects.count_documents({}) == 1
+
+
+async def test_graceful_stop_releases_in_flight_jobs(db: Any) -> None:
+    queue = JobQueue(db.jobs)
+    job_id = await queue.enqueue("test", {"n": 1})
+    handler = RecordingHandler(db, block=asyncio.Event())
+    worker = make_worker(queue, handler, lease=30.0)
+    worker.start()
+    await asyncio.wait_for(handler.started.wait(), 10)
+    await worker.stop(grace_seconds=0.2)
+    doc = await queue.get(job_id)
+    assert doc is not None
+    assert doc["state"] == QUEUED
+    assert doc["attempts"] == 0  # released, not failed: the next worker starts it at once
