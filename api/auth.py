@@ -17,6 +17,7 @@ from typing import Any
 import firebase_admin
 from firebase_admin import auth as firebase_auth
 from firebase_admin import credentials as firebase_credentials
+from google.auth.credentials import AnonymousCredentials
 
 CLOCK_SKEW_SECONDS = 30
 
@@ -48,13 +49,24 @@ def bearer_token(header_value: str | None) -> str | None:
     return token.strip()
 
 
+class _VerifyOnlyCredential(firebase_credentials.Base):
+    """Verifying an ID token needs the project id and Google's public certificates, no secret.
+
+    Without a service account, firebase-admin would look for Application Default Credentials (and fail
+    at the first request on a machine without them); anonymous credentials say what we need: nothing.
+    """
+
+    def get_credential(self) -> AnonymousCredentials:
+        return AnonymousCredentials()
+
+
 class TokenVerifier:
     """Owns a named firebase-admin App, so several apps (tests, workers) can live in one process."""
 
     def __init__(self, *, project_id: str, credentials_path: str | None, app_name: str) -> None:
         credential = (
             firebase_credentials.Certificate(credentials_path) if credentials_path
-            else firebase_credentials.ApplicationDefault()
+            else _VerifyOnlyCredential()
         )
         self._app = firebase_admin.initialize_app(credential, {"projectId": project_id}, name=app_name)
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import HTTPException
+from cross_web import HTTPException
 
 from api.auth import AuthError, bearer_token
 from api.context import Context

@@ -25,11 +25,12 @@ def mint_token(
     project_id: str = PROJECT_ID,
     expires_in: int = 3600,
     issued_ago: int = 0,
+    issuer: str | None = None,
     **claims: Any,
 ) -> str:
     now = int(time.time()) - issued_ago
     payload = {
-        "iss": f"https://securetoken.google.com/{project_id}",
+        "iss": issuer or f"https://securetoken.google.com/{project_id}",
         "aud": project_id,
         "auth_time": now,
         "user_id": uid,

@@ -20,10 +20,10 @@ def build_schema(*, max_depth: int = 10) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            QueryDepthLimiter(max_depth=max_depth),
-            MaxAliasesLimiter(max_alias_count=30),
-            MaxTokensLimiter(max_token_count=4000),
-            MaskErrors(should_mask_error=should_mask_error),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: MaxTokensLimiter(max_token_count=4000),
+            lambda: MaskErrors(should_mask_error=should_mask_error),
         ],
     )
 
