@@ -6,16 +6,28 @@ glance which job kinds a worker runs.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
+
+import structlog
 
 from gaming.duels.records import initial_rating_fields
 from ml.pipelines.ingest import IngestConfig, IngestHandler
+from notifications.devices import DEVICE_INDEXES, DeviceRepository
+from notifications.dispatcher import Dispatcher
+from notifications.fcm import FcmSender
 from notifications.outbox import OUTBOX_INDEXES
+from notifications.preferences import Preferences
+from notifications.pubsub import PubSub
+from notifications.service import NotificationService
 from storage.mongo import ensure_indexes
 
 if TYPE_CHECKING:
     from photoduel.services import Services
+    from photoduel.settings import Settings
     from photoduel.worker import JobHandler
+
+log = structlog.get_logger(__name__)
 
 
 def ingest_handler(services: Services) -> IngestHandler:
@@ -26,6 +38,7 @@ def ingest_handler(services: Services) -> IngestHandler:
                      suggestions_max=settings.suggestions_max, batch_size=settings.worker_batch_size),
         initial_rating=lambda quality: initial_rating_fields(quality, services.rating_env),
         before_batch=[refresh_vocabulary(services)],
+        on_announced=services.notifications.announced if services.notifications is not None else None,
     )
 
 
@@ -42,9 +55,41 @@ def job_handlers(services: Services) -> dict[str, JobHandler]:
 
 
 async def start_features(services: Services) -> None:
-    await ensure_indexes(services.db, OUTBOX_INDEXES)
+    await ensure_indexes(services.db, [*OUTBOX_INDEXES, *DEVICE_INDEXES])
     await services.uploads.requeue_orphans()
+    await start_notifications(services)
 
 
 async def stop_features(services: Services) -> None:
-    return None
+    await stop_notifications(services)
+
+
+async def start_notifications(services: Services) -> None:
+    """The notification service always (the outbox and in-app list work without push); the push
+    dispatcher only with FCM credentials. Any number of processes may run a dispatcher (leases)."""
+    devices = DeviceRepository(services.db)
+    preferences = Preferences(services.db)
+    service = NotificationService(services.outbox, devices, preferences, PubSub(),
+                                  max_devices=services.settings.max_devices_per_user)
+    services.notifications = service
+    sender = push_sender(services.settings)
+    if sender is None:
+        log.warning("push disabled: no PHOTODUEL_FIREBASE_CREDENTIALS; notifications are recorded, not pushed")
+        return
+    service.dispatcher = Dispatcher(services.outbox, devices, preferences, sender)
+    service.dispatcher.start()
+
+
+def push_sender(settings: Settings) -> FcmSender | None:
+    if settings.firebase_credentials is None:
+        return None
+    # A unique App name: firebase-admin refuses two Apps with one name (several services per process in tests).
+    return FcmSender(project_id=settings.firebase_project_id, credentials_path=settings.firebase_credentials,
+                     fcm_base_url=settings.fcm_url, app_name=f"photoduel-fcm-{uuid.uuid4().hex[:8]}")
+
+
+async def stop_notifications(services: Services) -> None:
+    dispatcher = services.notifications.dispatcher if services.notifications is not None else None
+    if dispatcher is not None:
+        await dispatcher.stop()
+        await dispatcher.sender.aclose()

@@ -25,6 +25,7 @@ from ml.pipelines.analysis import PhotoAnalyzer
 from ml.pipelines.models import ModelRegistry
 from ml.pipelines.upload import UploadLimits, UploadService
 from notifications.outbox import Outbox
+from notifications.service import NotificationService
 from photoduel.settings import Settings
 from photoduel.worker import JobHandler, Worker
 from storage.blobs import BlobStore
@@ -57,6 +58,7 @@ class Services:
     uploads: UploadService
     rating_env: RatingEnv
     worker: Worker | None = None
+    notifications: NotificationService | None = None  # built in photoduel.features.start_features
     extras: dict[str, Any] = field(default_factory=dict)
 
     def wake_worker(self) -> None:

@@ -51,5 +51,12 @@ class Notification:
         return cls(
             id=strawberry.ID(str(record["_id"])), kind=NotificationKind(record["kind"]), title=record["title"],
             body=record["body"], photo_id=strawberry.ID(photo_id) if photo_id else None,
-            deep_link=data.get("deepLink"), created_at=record["created_at"], read=record.get("read_at") is not None,
+            deep_link=data.get("deepLink"), created_at=_bson_precision(record["created_at"]),
+            read=record.get("read_at") is not None,
         )
+
+
+def _bson_precision(at: datetime) -> datetime:
+    """BSON dates keep milliseconds; a record published live (before any read-back) still has microseconds.
+    Truncating here makes the subscription and the list show the same createdAt."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)

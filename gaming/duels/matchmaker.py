@@ -1,0 +1,150 @@
+"""Choosing the next duel for a player: the I/O around the pure policy in `gaming.matchmaking`.
+
+No vector search on this path: the anchor's visual neighbours were found once at ingest and are read
+from the photo document. Per request the cost is a few indexed MongoDB reads: an anchor pool (the
+most uncertain photos, the ones nearest the featured boundary and a random few for exploration), the
+anchor's neighbour documents, and this player's judged pairs among them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+
+from gaming.duels.records import rating_from_fields
+from gaming.duels.votes import pair_key
+from gaming.matchmaking import RatedPhoto, choose_anchor, choose_opponent, featured_boundary_array
+from gaming.ratings import RatingEnv
+
+READY = "READY"
+POOL_PER_SOURCE = 40
+MAX_ANCHOR_TRIES = 6
+BOUNDARY_TTL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Pairing:
+    anchor: dict[str, Any]
+    opponent: dict[str, Any]
+    similarity: float | None  # None: the fallback random opponent, not a visual neighbour
+
+
+def rated(doc: Mapping[str, Any]) -> RatedPhoto:
+    return RatedPhoto(id=str(doc["_id"]), rating=rating_from_fields(doc["rating"]), duels=int(doc.get("duels", 0)),
+                      owner=str(doc["owner"]), category=doc.get("category"))
+
+
+def near_duplicates(a: Mapping[str, Any], b: Mapping[str, Any], similarity: float | None, threshold: float) -> bool:
+    if similarity is not None and similarity >= threshold:
+        return True
+    roots = {a.get("duplicate_of") or a["_id"], b.get("duplicate_of") or b["_id"]}
+    return len(roots) == 1
+
+
+class Matchmaker:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], env: RatingEnv, *, near_duplicate_cosine: float,
+                 rng: random.Random | None = None) -> None:
+        self.photos = db["photos"]
+        self.judged = db["judged"]
+        self.env = env
+        self.near_duplicate_cosine = near_duplicate_cosine
+        self.rng = rng or random.SystemRandom()
+        self._boundaries: dict[str | None, tuple[float, float]] = {}
+
+    def _scope(self, category: str | None) -> dict[str, Any]:
+        query: dict[str, Any] = {"status": READY, "rating": {"$exists": True}}
+        if category:
+            query["category"] = category
+        return query
+
+    async def boundary(self, category: str | None) -> float:
+        """The featured cut's skill for a category, cached briefly: it moves slowly with votes."""
+        cached = self._boundaries.get(category)
+        if cached and time.monotonic() - cached[1] < BOUNDARY_TTL_SECONDS:
+            return cached[0]
+        import numpy as np
+
+        mus = [d["rating"]["mu"] async for d in self.photos.find(self._scope(category), {"rating.mu": 1})]
+        value = featured_boundary_array(np.array(mus)) if mus else self.env.mu
+        self._boundaries[category] = (value, time.monotonic())
+        return value
+
+    async def _anchor_pool(self, player: str, category: str | None, boundary: float) -> list[dict[str, Any]]:
+        scope = {**self._scope(category), "owner": {"$ne": player}}
+        pool: dict[ObjectId, dict[str, Any]] = {}
+        sources = [
+            self.photos.find(scope).sort("rating.sigma", -1).limit(POOL_PER_SOURCE),
+            self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(POOL_PER_SOURCE // 2),
+            self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(POOL_PER_SOURCE // 2),
+            self.photos.find(scope).sort("duels", 1).limit(POOL_PER_SOURCE // 2),
+        ]
+        for cursor in sources:
+            async for doc in cursor:
+                pool[doc["_id"]] = doc
+        return list(pool.values())
+
+    async def _judged_pairs(self, player: str, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        return {d["pair"] async for d in self.judged.find({"player": player, "pair": {"$in": list(keys)}}, {"pair": 1})}
+
+    def _eligible(self, player: str, anchor: Mapping[str, Any], other: Mapping[str, Any] | None,
+                  similarity: float | None, category: str | None) -> bool:
+        return (
+            other is not None and other["_id"] != anchor["_id"] and other.get("status") == READY
+            and "rating" in other and other["owner"] != player and other["owner"] != anchor["owner"]
+            and (category is None or other.get("category") == category)
+            and not near_duplicates(anchor, other, similarity, self.near_duplicate_cosine)
+        )
+
+    async def _neighbour_candidates(self, player: str, anchor: dict[str, Any], category: str | None
+                                    ) -> list[tuple[dict[str, Any], float]]:
+        entries = anchor.get("neighbours", [])
+        docs = {d["_id"]: d async for d in self.photos.find({"_id": {"$in": [e["id"] for e in entries]}})}
+        candidates = [(docs.get(e["id"]), float(e["similarity"])) for e in entries]
+        kept = [(d, s) for d, s in candidates if d is not None and self._eligible(player, anchor, d, s, category)]
+        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d, _ in kept])
+        return [(d, s) for d, s in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
+
+    async def _fallback(self, player: str, anchor: dict[str, Any], category: str | None) -> dict[str, Any] | None:
+        """A random same-category opponent, for photos whose neighbourhood is used up or empty."""
+        scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
+                 "_id": {"$ne": anchor["_id"]}}
+        docs = await self.photos.find(scope).sort("duels", 1).limit(50).to_list(None)
+        self.rng.shuffle(docs)
+        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in docs])
+        for doc in docs:
+            if pair_key(anchor["_id"], doc["_id"]) not in judged and self._eligible(player, anchor, doc, None, category):
+                return doc
+        return None
+
+    async def pick(self, player: str, category: str | None) -> Pairing | None:
+        boundary = await self.boundary(category)
+        pool = await self._anchor_pool(player, category, boundary)
+        for _ in range(MAX_ANCHOR_TRIES):
+            if not pool:
+                return None
+            by_id = {str(d["_id"]): d for d in pool}
+            choice = choose_anchor([rated(d) for d in pool], boundary, self.env, self.rng)
+            if choice is None:
+                return None
+            anchor = by_id[choice.id]
+            candidates = await self._neighbour_candidates(player, anchor, category)
+            if candidates:
+                docs = {str(d["_id"]): (d, s) for d, s in candidates}
+                opponent = choose_opponent(rated(anchor), [(rated(d), s) for d, s in candidates], boundary,
+                                           self.env, self.rng)
+                if opponent is not None:
+                    doc, similarity = docs[opponent.id]
+                    return Pairing(anchor=anchor, opponent=doc, similarity=similarity)
+            fallback = await self._fallback(player, anchor, category)
+            if fallback is not None:
+                return Pairing(anchor=anchor, opponent=fallback, similarity=None)
+            pool = [d for d in pool if d["_id"] != anchor["_id"]]
+        return None

@@ -1,0 +1,91 @@
+"""Helpers for tests that upload: real photos as bytes, the GraphQL multipart request, waiting for READY."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+from skimage import data as skdata
+
+UPLOAD = "mutation($file: Upload!, $title: String) { uploadPhoto(file: $file, title: $title) { id status title } }"
+
+PHOTO_FIELDS = """
+  id status title category tags failureReason width height
+  suggestions { tag score source }
+  quality { score aesthetic sharpness exposure noise resolution }
+  rating { score mu sigma votes }
+  duplicateOf { id }
+  url(variant: DISPLAY)
+"""
+
+
+def skimage_photo(name: str) -> Image.Image:
+    array = getattr(skdata, name)()
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    return Image.fromarray(array[..., :3].astype(np.uint8))
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def near_copy(image: Image.Image) -> bytes:
+    """A resized, recompressed copy: what a re-upload from another app looks like."""
+    w, h = image.size
+    return jpeg_bytes(image.resize((int(w * 0.7), int(h * 0.7)), Image.Resampling.LANCZOS), quality=75)
+
+
+def generated_photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A synthetic scene (gradients, shapes, noise): distinct per seed, not a photo of anything."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([
+        (np.sin(x / rng.uniform(5, 40) + rng.uniform(0, 6)) + 1) * 127,
+        (np.cos(y / rng.uniform(5, 40) + rng.uniform(0, 6)) + 1) * 127,
+        ((x + y) % rng.integers(20, 120)) * (255 / 120),
+    ], axis=-1)
+    base += rng.normal(0, 12, base.shape)
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+
+
+def upload(client: httpx.Client, data: bytes, headers: dict[str, str], *, filename: str = "photo.jpg",
+           content_type: str = "image/jpeg", title: str | None = None, preflight: bool = True) -> httpx.Response:
+    operations = {"query": UPLOAD, "variables": {"file": None, "title": title}}
+    files = {"0": (filename, data, content_type)}
+    form = {"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.file"]})}
+    extra = {"Apollo-Require-Preflight": "true"} if preflight else {}
+    return client.post("/graphql", data=form, files=files, headers={**headers, **extra})
+
+
+def upload_ok(client: httpx.Client, data: bytes, headers: dict[str, str], **kwargs: Any) -> dict[str, Any]:
+    response = upload(client, data, headers, **kwargs)
+    body = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    return body["data"]["uploadPhoto"]
+
+
+def fetch_photo(client: httpx.Client, photo_id: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    query = f"query($id: ID!) {{ photo(id: $id) {{ {PHOTO_FIELDS} }} }}"
+    body = client.post("/graphql", json={"query": query, "variables": {"id": photo_id}}, headers=headers).json()
+    assert "errors" not in body, body
+    return body["data"]["photo"]
+
+
+def wait_ready(client: httpx.Client, photo_id: str, headers: dict[str, str], timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    photo: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        photo = fetch_photo(client, photo_id, headers)
+        if photo and photo["status"] != "PROCESSING":
+            return photo
+        time.sleep(0.1)
+    raise AssertionError(f"photo {photo_id} not processed in time: {photo}")
