@@ -66,3 +66,16 @@ async def announce_suggestions_ready(
         data={"photoId": photo_id, "kind": TAG_SUGGESTIONS, "count": str(count),
               "deepLink": f"photoduel://photos/{photo_id}"},
     )
+
+
+async def announce_featured(outbox: Outbox, photo: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """"Your photo is featured", once per photo, to its owner."""
+    photo_id = str(photo["_id"])
+    title = photo.get("title") or "Your photo"
+    category = photo.get("category")
+    where = f" in {category}" if category else ""
+    return await outbox.record(
+        key=f"featured:{photo_id}", user=photo["owner"], kind=FEATURED,
+        title="Featured!", body=f"{title} is now featured{where}",
+        data={"photoId": photo_id, "kind": FEATURED, "deepLink": f"photoduel://photos/{photo_id}"},
+    )

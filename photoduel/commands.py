@@ -1,9 +1,122 @@
-"""Maintenance commands (import, reindex, ratings rebuild, celebrities import), registered on the CLI."""
+"""Maintenance commands, on the same wiring as the service: import, reindex, ratings rebuild."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import structlog
+from tqdm import tqdm
+
+from photoduel.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
+
+
+def _image_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+async def import_directory(settings: Settings, directory: Path, owner: str, *, process: bool) -> dict[str, int]:
+    """Upload every image under `directory` for `owner`. Resumable: a file already imported (same
+    bytes, same owner) is skipped, so an interrupted import is simply run again."""
+    from ml.images import ImageRejected
+    from photoduel.services import open_services
+
+    counts = {"imported": 0, "skipped": 0, "rejected": 0}
+    files = _image_files(directory)
+    async with open_services(settings, run_worker=process, load_model=process) as services:
+        for path in tqdm(files, desc="importing", unit="photo"):
+            try:
+                result = await services.uploads.upload(owner, path.read_bytes(), declared_type=None,
+                                                       filename=path.name, title=path.stem)
+            except ImageRejected as exc:
+                counts["rejected"] += 1
+                log.warning("import.rejected", file=str(path), reason=exc.reason, error=str(exc))
+                continue
+            counts["imported" if result.created else "skipped"] += 1
+        if process:
+            await _wait_for_ingest(services)
+    return counts
+
+
+async def _wait_for_ingest(services: Any) -> None:
+    with tqdm(desc="processing", unit="photo") as bar:
+        while True:
+            pending = await services.jobs.pending("ingest")
+            bar.set_postfix(pending=pending)
+            if pending == 0:
+                return
+            await asyncio.sleep(1.0)
+
+
+async def reindex(settings: Settings, *, batch_size: int) -> int:
+    """Re-embed every READY photo with the configured model into that model's own collection, and
+    recompute the neighbour lists from it. The old collection stays until dropped by hand."""
+    from ml.pipelines.reindex import reindex_all
+    from photoduel.services import open_services
+
+    async with open_services(settings, run_worker=False, load_model=True) as services:
+        await services.models.wait_ready()
+        return await reindex_all(services.photos, services.blobs, services.vectors, services.analyzer,
+                                 neighbours_k=settings.neighbours_k, batch_size=batch_size,
+                                 progress=lambda total: tqdm(total=total, desc="reindexing", unit="photo"))
+
+
+async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]:
+    """Replay the vote log; returns (photos whose stored rating differs, photos rewritten)."""
+    from photoduel.services import open_services
+
+    async with open_services(settings, run_worker=False, load_model=False) as services:
+        await services.votes.apply_pending()
+        replayed = await services.votes.replay()
+        differing = 0
+        for photo_id, fields in replayed.items():
+            doc = await services.photos.get(photo_id)
+            if doc is not None and doc.get("rating") != fields:
+                differing += 1
+        written = 0 if check else await services.votes.rebuild()
+        return differing, written
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    counts = asyncio.run(import_directory(settings, Path(args.directory), args.owner, process=args.process))
+    print(f"imported {counts['imported']}, skipped {counts['skipped']} already there, rejected {counts['rejected']}")
+    return 0 if counts["rejected"] == 0 else 1
+
+
+def cmd_reindex(settings: Settings, args: argparse.Namespace) -> int:
+    count = asyncio.run(reindex(settings, batch_size=args.batch_size))
+    print(f"reindexed {count} photos into the collection of {settings.clip_model}")
+    return 0
+
+
+def cmd_ratings_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    differing, written = asyncio.run(rebuild_ratings(settings, check=args.check))
+    if args.check:
+        print(f"{differing} photos differ from a replay of the vote log")
+        return 0 if differing == 0 else 1
+    print(f"replayed the vote log: {differing} photos differed, {written} rewritten")
+    return 0
 
 
 def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    return None
+    imp = sub.add_parser("import", help="bulk import a folder of photos for one owner (resumable)")
+    imp.add_argument("directory")
+    imp.add_argument("--owner", required=True, help="the owner's user id (Firebase uid)")
+    imp.add_argument("--process", action="store_true", help="also run the ingest here until the queue is empty")
+    imp.set_defaults(func=cmd_import)
+
+    rei = sub.add_parser("reindex", help="re-embed every photo with PHOTODUEL_CLIP_MODEL into a new collection")
+    rei.add_argument("--batch-size", type=int, default=32)
+    rei.set_defaults(func=cmd_reindex)
+
+    ratings = sub.add_parser("ratings", help="rating maintenance")
+    ratings_sub = ratings.add_subparsers(dest="ratings_command", required=True)
+    rebuild = ratings_sub.add_parser("rebuild", help="replay the vote log and rewrite every rating")
+    rebuild.add_argument("--check", action="store_true", help="only report photos that differ; exit 1 if any")
+    rebuild.set_defaults(func=cmd_ratings_rebuild)

@@ -6,8 +6,10 @@ glance which job kinds a worker runs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -16,7 +18,7 @@ from ml.pipelines.ingest import IngestConfig, IngestHandler
 from notifications.devices import DEVICE_INDEXES, DeviceRepository
 from notifications.dispatcher import Dispatcher
 from notifications.fcm import FcmSender
-from notifications.outbox import OUTBOX_INDEXES
+from notifications.outbox import OUTBOX_INDEXES, announce_featured
 from notifications.preferences import Preferences
 from notifications.pubsub import PubSub
 from notifications.service import NotificationService
@@ -61,7 +63,38 @@ async def start_features(services: Services) -> None:
 
 
 async def stop_features(services: Services) -> None:
+    task = services.extras.pop("maintenance", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await stop_notifications(services)
+
+
+PERIODIC_SECONDS = 30.0
+
+
+async def periodic_maintenance(services: Services, interval: float = PERIODIC_SECONDS) -> None:
+    """Recovery and promotion chores, in worker processes only: apply votes a crashed API process
+    logged but never applied, and announce photos that entered a featured set."""
+
+    async def announce(photo: dict[str, Any]) -> None:
+        record, created = await announce_featured(services.outbox, photo)
+        if created and services.notifications is not None:
+            await services.notifications.announced(record)
+
+    while True:
+        try:
+            await services.votes.apply_pending(older_than_seconds=10.0)
+            await services.promotion.announce_newly_featured(announce)
+        except Exception:  # noqa: BLE001 - a chore failing must not stop the next round
+            log.exception("maintenance.failed")
+        await asyncio.sleep(interval)
+
+
+def start_periodic(services: Services) -> None:
+    """Called by open_services once the worker runs."""
+    services.extras["maintenance"] = asyncio.create_task(periodic_maintenance(services), name="maintenance")
 
 
 async def start_notifications(services: Services) -> None:

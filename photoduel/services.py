@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from ml.vocabulary import Vocabulary
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.auth import TokenVerifier
+from gaming.duels.matchmaker import Matchmaker
+from gaming.duels.promotion import Eligibility, Promotion
+from gaming.duels.service import DuelService
+from gaming.duels.votes import VoteLog
 from gaming.ratings import RatingEnv
 from ml.pipelines.analysis import PhotoAnalyzer
 from ml.pipelines.models import ModelRegistry
 from ml.pipelines.upload import UploadLimits, UploadService
+from ml.vocabulary import Vocabulary
 from notifications.outbox import Outbox
 from notifications.service import NotificationService
 from photoduel.settings import Settings
@@ -57,6 +61,9 @@ class Services:
     analyzer: PhotoAnalyzer
     uploads: UploadService
     rating_env: RatingEnv
+    votes: VoteLog
+    duels: DuelService
+    promotion: Promotion
     worker: Worker | None = None
     notifications: NotificationService | None = None  # built in photoduel.features.start_features
     extras: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +118,8 @@ async def open_services(
         photos = PhotoRepository(db)
         blobs = BlobStore(db)
         jobs = JobQueue(db["jobs"])
+        rating_env = RatingEnv(draw_probability=settings.draw_probability)
+        votes = VoteLog(mongo, db, rating_env)
         services = Services(
             settings=settings, mongo=mongo, db=db, blobs=blobs, vectors=vectors, jobs=jobs,
             users=UserRepository(db), models=models, auth=verifier, photos=photos,
@@ -120,10 +129,14 @@ async def open_services(
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels,
                 display_max_side=settings.display_max_side, thumbnail_max_side=settings.thumbnail_max_side,
             )),
-            rating_env=RatingEnv(draw_probability=settings.draw_probability),
+            rating_env=rating_env, votes=votes,
+            duels=DuelService(db, Matchmaker(db, rating_env, near_duplicate_cosine=settings.near_duplicate_cosine),
+                              votes, ttl_seconds=settings.duel_ttl_seconds),
+            promotion=Promotion(db, Eligibility(min_votes=settings.featured_min_votes,
+                                                max_sigma=settings.featured_max_sigma)),
         )
         services.uploads.on_enqueued = services.wake_worker
-        from photoduel.features import start_features, stop_features
+        from photoduel.features import start_features, start_periodic, stop_features
 
         try:
             await start_features(services)
@@ -136,6 +149,7 @@ async def open_services(
                     poll_seconds=settings.worker_poll_seconds,
                 )
                 services.worker.start()
+                start_periodic(services)
             yield services
         finally:
             if services.worker is not None:

@@ -206,6 +206,9 @@ class JobQueue:
     async def parked(self, *, limit: int = 100) -> list[dict[str, Any]]:
         return await self._jobs.find({"state": PARKED}).sort("updated_at", -1).to_list(limit)
 
+    async def pending(self, kind: str) -> int:
+        return await self._jobs.count_documents({"kind": kind, "state": {"$in": [QUEUED, LEASED]}})
+
     async def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         async for row in await self._jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):

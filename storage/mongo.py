@@ -45,12 +45,12 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("jobs", [("key", ASC)], "key_unique", {"unique": True, "sparse": True}),
     IndexSpec("duels", [("player", ASC), ("created_at", DESC)], "player_created"),
     IndexSpec("votes", [("duel_id", ASC)], "duel_unique", {"unique": True}),
-    IndexSpec("votes", [("seq", ASC)], "seq_unique", {"unique": True}),
+    IndexSpec("votes", [("applied_seq", ASC)], "applied_seq"),
+    IndexSpec("votes", [("created_at", ASC)], "created"),
     IndexSpec("votes", [("player", ASC), ("pair", ASC)], "player_pair"),
     IndexSpec("votes", [("left", ASC)], "left"),
     IndexSpec("votes", [("right", ASC)], "right"),
     IndexSpec("judged", [("player", ASC), ("pair", ASC)], "player_pair_unique", {"unique": True}),
-    IndexSpec("counters", [("_id", ASC)], "_id_", {}),
 ]
 
 

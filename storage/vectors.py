@@ -81,6 +81,12 @@ class VectorIndex:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if "://" not in self.uri:
+                # milvus-lite keeps its in-process server (and the file lock) until interpreter exit
+                # unless told otherwise; release it so another process (a CLI command) can open the file.
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self.uri)
 
         await self._call(close)
 

@@ -138,6 +138,14 @@ def test_near_duplicates_and_unrelated_photos_fall_on_either_side_of_the_thresho
     assert unrelated.mean() < 0.6
 
 
+def test_big_photos_embed_like_their_screen_size_copy(embedder: ClipEmbedder) -> None:
+    # Large inputs are reduced before CLIP's processor; the vector must not notice.
+    big = photo("coffee").resize((3600, 2400), Image.Resampling.BICUBIC)
+    screen = big.resize((900, 600), Image.Resampling.LANCZOS)
+    vectors = embedder.embed_images([big, screen])
+    assert float(vectors[0] @ vectors[1]) > 0.995
+
+
 def test_missing_folder_fails_fast_with_a_fix(tmp_path: Path) -> None:
     model = ClipEmbedder(str(tmp_path / "no-such-model"))
     started = time.perf_counter()
@@ -153,6 +161,27 @@ def test_folder_that_is_not_a_model_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable) as info:
         ClipEmbedder(str(tmp_path)).load()
     assert "PHOTODUEL_CLIP_MODEL" in str(info.value)
+
+
+def test_a_text_only_sentence_model_is_refused_at_load(tmp_path: Path) -> None:
+    # A real (tiny, random) BERT sentence model: loads fine in sentence-transformers, cannot embed images.
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    raw, target = tmp_path / "raw", tmp_path / "text-only"
+    raw.mkdir()
+    (raw / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "."]))
+    BertTokenizerFast(vocab_file=str(raw / "vocab.txt")).save_pretrained(raw)
+    config = BertConfig(vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(raw)
+    module = Transformer(str(raw))
+    SentenceTransformer(modules=[module, Pooling(16)], device="cpu").save(str(target), create_model_card=False)
+
+    model = ClipEmbedder(str(target))
+    with pytest.raises(ModelUnavailable, match="is it a CLIP model"):
+        model.load()
+    assert not model.loaded
 
 
 def test_using_the_model_before_load_says_so(tiny_clip_path: Path) -> None:

@@ -271,7 +271,8 @@ def photo_with_gps_and_orientation() -> bytes:
     gps[ExifTags.GPS.GPSLongitudeRef] = "E"
     gps[ExifTags.GPS.GPSLongitude] = (2.0, 17.0, 40.0)
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    return encode(img, "JPEG", quality=92, exif=exif.tobytes(), icc_profile=icc, comment=b"shot at home")
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description>home</rdf:Description></rdf:RDF></x:xmpmeta>'
+    return encode(img, "JPEG", quality=92, exif=exif.tobytes(), icc_profile=icc, comment=b"shot at home", xmp=xmp)
 
 
 def test_upload_really_carries_gps() -> None:
@@ -280,6 +281,7 @@ def test_upload_really_carries_gps() -> None:
         assert exif[ExifTags.Base.Orientation] == 6
         assert exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] == "N"
         assert "icc_profile" in src.info and src.info.get("comment") == b"shot at home"
+        assert b"xmpmeta" in src.info.get("xmp", b"")
 
 
 def test_renditions_carry_no_metadata_and_are_rotated() -> None:
@@ -294,7 +296,7 @@ def test_renditions_carry_no_metadata_and_are_rotated() -> None:
         # No APP1 (EXIF, XMP), APP2 (ICC), APP13 (IPTC) or any other APPn but JFIF's APP0, and no comment.
         markers = jpeg_markers(rendition.data)
         assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == 0xFE], (name, [hex(m) for m in markers])
-        assert b"Exif" not in rendition.data and b"PhoneCo" not in rendition.data
+        assert b"Exif" not in rendition.data and b"PhoneCo" not in rendition.data and b"xmpmeta" not in rendition.data
         with Image.open(io.BytesIO(rendition.data)) as served:
             assert served.format == "JPEG"
             assert served.size == expected_sizes[name]

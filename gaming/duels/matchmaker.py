@@ -78,11 +78,12 @@ class Matchmaker:
     async def _anchor_pool(self, player: str, category: str | None, boundary: float) -> list[dict[str, Any]]:
         scope = {**self._scope(category), "owner": {"$ne": player}}
         pool: dict[ObjectId, dict[str, Any]] = {}
+        half = POOL_PER_SOURCE // 2
         sources = [
             self.photos.find(scope).sort("rating.sigma", -1).limit(POOL_PER_SOURCE),
-            self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(POOL_PER_SOURCE // 2),
-            self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(POOL_PER_SOURCE // 2),
-            self.photos.find(scope).sort("duels", 1).limit(POOL_PER_SOURCE // 2),
+            self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(half),
+            self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(half),
+            self.photos.find(scope).sort("duels", 1).limit(half),
         ]
         for cursor in sources:
             async for doc in cursor:
@@ -120,7 +121,8 @@ class Matchmaker:
         self.rng.shuffle(docs)
         judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in docs])
         for doc in docs:
-            if pair_key(anchor["_id"], doc["_id"]) not in judged and self._eligible(player, anchor, doc, None, category):
+            fresh = pair_key(anchor["_id"], doc["_id"]) not in judged
+            if fresh and self._eligible(player, anchor, doc, None, category):
                 return doc
         return None
 

@@ -79,16 +79,25 @@ class DuelService:
             return None
         anchor_left = self.rng.random() < 0.5
         left, right = (pairing.anchor, pairing.opponent) if anchor_left else (pairing.opponent, pairing.anchor)
+        ticket = await self.issue(player, left, right, anchor=pairing.anchor, similarity=pairing.similarity,
+                                  category=category)
+        return ticket, left, right
+
+    async def issue(self, player: str, left: Mapping[str, Any], right: Mapping[str, Any], *,
+                    anchor: Mapping[str, Any] | None = None, similarity: float | None = None,
+                    category: str | None = None) -> dict[str, Any]:
+        """Store a ticket for this pair; positions are recorded so position bias can be measured."""
         created = now()
+        anchor_id = (anchor or left)["_id"]
         ticket = {
             "_id": ObjectId(), "player": player, "left": left["_id"], "right": right["_id"],
-            "anchor": pairing.anchor["_id"], "anchor_side": "LEFT" if anchor_left else "RIGHT",
-            "similarity": pairing.similarity, "neighbour_pair": pairing.similarity is not None,
+            "anchor": anchor_id, "anchor_side": "LEFT" if anchor_id == left["_id"] else "RIGHT",
+            "similarity": similarity, "neighbour_pair": similarity is not None,
             "category": category, "state": OPEN, "created_at": created, "expires_at": created + self.ttl,
         }
         await self.duels.insert_one(ticket)
         await self.photos.update_many({"_id": {"$in": [left["_id"], right["_id"]]}}, {"$inc": {"duels": 1}})
-        return ticket, left, right
+        return ticket
 
     async def _ticket_for(self, duel_id: ObjectId | None, player: str) -> dict[str, Any]:
         ticket = await self.duels.find_one({"_id": duel_id}) if duel_id is not None else None

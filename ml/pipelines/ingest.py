@@ -14,8 +14,6 @@ batch's compute, never a photo processed twice.
 
 from __future__ import annotations
 
-import asyncio
-import io
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ from bson import ObjectId
 from PIL import Image
 
 from ml.pipelines.analysis import PhotoAnalysis, PhotoAnalyzer
+from ml.pipelines.display_image import load_display_image
 from ml.pipelines.models import ModelRegistry
 from ml.pipelines.upload import INGEST
 from notifications.outbox import Outbox, announce_suggestions_ready
@@ -98,7 +97,7 @@ class IngestHandler:
                 results[job.id] = Done({"skipped": "gone" if doc is None else doc["status"]})
                 continue
             try:
-                image = await self._load_image(doc)
+                image = await load_display_image(self.blobs, doc)
             except (BlobNotFound, OSError) as exc:
                 results[job.id] = Retry(f"image unreadable: {exc}")
                 continue
@@ -130,11 +129,6 @@ class IngestHandler:
         for step in self.after_ready:
             await step(ready_docs)
         return results
-
-    async def _load_image(self, doc: dict[str, Any]) -> Image.Image:
-        # The display rendition: already decoded, oriented and bounded once at upload.
-        data = await self.blobs.get(doc["blobs"]["display"])
-        return await asyncio.to_thread(lambda: Image.open(io.BytesIO(data)).convert("RGB"))
 
     async def _neighbours(
         self, collection: str, docs: list[dict[str, Any]], vectors: np.ndarray

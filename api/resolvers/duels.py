@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from api.errors import ApiError, BadUserInput
+from api.resolvers.photos import to_connection
+from api.schema.common import Connection, page_size
+from api.schema.duel_types import Duel, DuelChoice, LeaderboardPeriod, VoteResult
+from api.schema.photos import Photo
+from gaming.duels.promotion import Period
+from gaming.duels.service import DuelError
+from gaming.ratings import Outcome
+from storage.base import parse_object_id
+from storage.pagination import InvalidCursor
+
+
+class _DuelApiError(ApiError):
+    def __init__(self, error: DuelError) -> None:
+        self.code = error.code
+        super().__init__(str(error))
+
+
+async def next_duel(info: Info, category: str | None = None) -> Duel | None:
+    player = info.context.require_user()
+    picked = await info.context.services.duels.next_duel(player, category.strip().lower() if category else None)
+    if picked is None:
+        return None
+    ticket, left, right = picked
+    return Duel(id=strawberry.ID(str(ticket["_id"])), left=Photo.from_doc(left, blind=True),
+                right=Photo.from_doc(right, blind=True), expires_at=ticket["expires_at"])
+
+
+async def vote_duel(info: Info, duel_id: strawberry.ID, choice: DuelChoice) -> VoteResult:
+    player = info.context.require_user()
+    try:
+        outcome = await info.context.services.duels.vote(parse_object_id(duel_id), player, Outcome(choice.value))
+    except DuelError as exc:
+        raise _DuelApiError(exc) from None
+    return VoteResult(accepted=outcome.accepted, left=Photo.from_doc(outcome.left),
+                      right=Photo.from_doc(outcome.right))
+
+
+async def skip_duel(info: Info, duel_id: strawberry.ID) -> bool:
+    player = info.context.require_user()
+    try:
+        return await info.context.services.duels.skip(parse_object_id(duel_id), player)
+    except DuelError as exc:
+        raise _DuelApiError(exc) from None
+
+
+async def leaderboard(info: Info, category: str | None = None, period: LeaderboardPeriod | None = None,
+                      first: int | None = None, after: str | None = None) -> Connection[Photo]:
+    size = page_size(first, info.context.services.settings.max_page_size)
+    chosen = Period[period.value] if period is not None else Period.ALL
+    try:
+        page = await info.context.services.promotion.leaderboard(
+            category.strip().lower() if category else None, chosen, first=size, after=after)
+    except InvalidCursor as exc:
+        raise BadUserInput(str(exc), argument="after") from None
+    return to_connection(page)
+
+
+async def featured(info: Info, first: int | None = None) -> list[Photo]:
+    size = page_size(first, info.context.services.settings.max_page_size)
+    return [Photo.from_doc(d) for d in await info.context.services.promotion.featured(first=size)]

@@ -1,0 +1,40 @@
+"""Duel types: the pair shown to a player, the vote result, and the enums."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from api.schema.photos import Photo
+
+
+@strawberry.enum
+class DuelChoice(Enum):
+    LEFT = "LEFT"
+    RIGHT = "RIGHT"
+    DRAW = "DRAW"
+
+
+@strawberry.enum
+class LeaderboardPeriod(Enum):
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
+    ALL = "ALL"
+
+
+@strawberry.type(description="Two visually similar photos: which is better? Shown without owner or score.")
+class Duel:
+    id: strawberry.ID
+    left: Photo
+    right: Photo
+    expires_at: datetime
+
+
+@strawberry.type
+class VoteResult:
+    accepted: bool = strawberry.field(description="false when this repeated a vote already counted")
+    left: Photo
+    right: Photo

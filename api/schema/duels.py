@@ -1,0 +1,29 @@
+"""Duels, votes and promotion on the root types."""
+
+from __future__ import annotations
+
+import strawberry
+
+from api.permissions import IsAuthenticated
+from api.resolvers import duels as resolvers
+from api.schema.common import Connection
+from api.schema.duel_types import Duel, VoteResult
+from api.schema.photos import Photo
+
+
+@strawberry.type
+class DuelQuery:
+    next_duel: Duel | None = strawberry.field(
+        resolver=resolvers.next_duel, permission_classes=[IsAuthenticated],
+        description="The next pair for the signed-in player; null when no pair is available",
+    )
+    leaderboard: Connection[Photo] = strawberry.field(
+        resolver=resolvers.leaderboard, description="Settled photos, best first, per category and period"
+    )
+    featured: list[Photo] = strawberry.field(resolver=resolvers.featured, description="The best settled photos")
+
+
+@strawberry.type
+class DuelMutation:
+    vote_duel: VoteResult = strawberry.mutation(resolver=resolvers.vote_duel, permission_classes=[IsAuthenticated])
+    skip_duel: bool = strawberry.mutation(resolver=resolvers.skip_duel, permission_classes=[IsAuthenticated])

@@ -1,0 +1,72 @@
+"""Re-embedding every photo when the CLIP model changes.
+
+Vectors of two models are not comparable, so the new model gets its own collection (its name carries
+the model id and dimension). Two passes: embed and upsert everything, then recompute each photo's
+neighbour list against the complete new collection. Tags, quality and ratings are kept: they were
+accepted or earned, not derived from the vector alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from bson import ObjectId
+
+from ml.pipelines.analysis import PhotoAnalyzer
+from ml.pipelines.display_image import load_display_image
+from ml.pipelines.ingest import PHOTO_SCALARS, photo_collection
+from storage.blobs import BlobStore
+from storage.photos import READY, PhotoRepository, now
+from storage.vectors import VectorIndex
+
+
+async def reindex_all(
+    photos: PhotoRepository,
+    blobs: BlobStore,
+    vectors: VectorIndex,
+    analyzer: PhotoAnalyzer,
+    *,
+    neighbours_k: int,
+    batch_size: int,
+    progress: Callable[[int], Any] | None = None,
+) -> int:
+    embedder = analyzer.models.embedder()
+    collection = photo_collection(embedder.model_id, embedder.dim)
+    await vectors.ensure_collection(collection, embedder.dim, PHOTO_SCALARS)
+    docs = await photos.find({"status": READY}, sort=[("_id", 1)])
+    bar = progress(len(docs) * 2) if progress else None
+    embedded: dict[Any, np.ndarray] = {}
+    for start in range(0, len(docs), batch_size):
+        batch = docs[start:start + batch_size]
+        images = [await load_display_image(blobs, d) for d in batch]
+        matrix = await analyzer.models.run(embedder.embed_images, images)
+        await vectors.upsert(collection, [
+            {"id": str(d["_id"]), "vector": v, "category": d.get("category") or "", "owner": d["owner"],
+             "status": READY}
+            for d, v in zip(batch, matrix, strict=True)
+        ])
+        embedded.update({d["_id"]: v for d, v in zip(batch, matrix, strict=True)})
+        if bar is not None:
+            bar.update(len(batch))
+    ids = list(embedded)
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        hits = await vectors.search(collection, np.stack([embedded[i] for i in chunk]), limit=neighbours_k + 1)
+        for photo_id, own in zip(chunk, hits, strict=True):
+            neighbours = [{"id": _oid(h.id), "similarity": round(h.similarity, 5)} for h in own
+                          if h.id != str(photo_id)][:neighbours_k]
+            await photos.collection.update_one(
+                {"_id": photo_id},
+                {"$set": {"neighbours": neighbours, "vector_collection": collection, "updated_at": now()}},
+            )
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return len(ids)
+
+
+def _oid(value: str) -> ObjectId:
+    return ObjectId(value)

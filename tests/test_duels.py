@@ -1,0 +1,215 @@
+"""Duels over real HTTP: matchmaking rules, the vote log under concurrency, error codes, promotion."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+
+from photoduel.settings import Settings
+from tests.servers import LiveServer, graphql
+from tests.tokens import auth_header
+from tests.uploads import generated_photo, jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
+
+NEXT = "query($c: String) { nextDuel(category: $c) { id expiresAt left { id rating { score } quality { score } } right { id rating { score } } } }"
+VOTE = "mutation($id: ID!, $c: DuelChoice!) { voteDuel(duelId: $id, choice: $c) { accepted left { id rating { mu sigma votes wins losses draws score } } right { id rating { mu sigma votes } } } }"
+SKIP = "mutation($id: ID!) { skipDuel(duelId: $id) }"
+OWNERS = ["ann", "ben", "cat", "dan"]
+
+
+@pytest.fixture(scope="module")
+def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
+    settings = make_settings(featured_min_votes=1, featured_max_sigma=8.0, worker_batch_size=8)
+    with LiveServer(settings) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    server.wait_model()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def photos(client: httpx.Client) -> dict[str, Any]:
+    """16 photos from four owners, plus a near-duplicate of one of them by another owner."""
+    uploaded: list[tuple[str, str]] = []
+    sources = [skimage_photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    sources += [generated_photo(seed) for seed in range(12)]
+    for i, image in enumerate(sources):
+        owner = OWNERS[i % len(OWNERS)]
+        uploaded.append((upload_ok(client, jpeg_bytes(image), auth_header(owner))["id"], owner))
+    copy_id = upload_ok(client, near_copy(sources[0]), auth_header("ben"))["id"]
+    uploaded.append((copy_id, "ben"))
+    ready = {pid: wait_ready(client, pid, auth_header(owner)) for pid, owner in uploaded}
+    assert ready[copy_id]["duplicateOf"] == {"id": uploaded[0][0]}
+    return {"owners": dict(uploaded), "original": uploaded[0][0], "copy": copy_id, "ready": ready}
+
+
+def photo_doc(server: LiveServer, photo_id: str) -> dict[str, Any]:
+    doc = server.run(server.services.photos.get(ObjectId(photo_id)))
+    assert doc is not None
+    return doc
+
+
+def test_a_player_never_gets_own_photos_near_duplicates_or_repeated_pairs(
+    client: httpx.Client, photos: dict[str, Any]
+) -> None:
+    player = auth_header("ann")
+    seen: set[frozenset[str]] = set()
+    duels = 0
+    for _ in range(60):
+        duel = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
+        if duel is None:
+            break
+        pair = frozenset((duel["left"]["id"], duel["right"]["id"]))
+        assert len(pair) == 2
+        assert pair not in seen, "a pair this player already judged came back"
+        assert pair != frozenset((photos["original"], photos["copy"])), "near-duplicates were paired"
+        for side in ("left", "right"):
+            assert photos["owners"][duel[side]["id"]] != "ann", "the player was shown their own photo"
+            assert duel[side]["rating"] is None and duel["left"]["quality"] is None  # shown blind
+        owners = {photos["owners"][duel["left"]["id"]], photos["owners"][duel["right"]["id"]]}
+        assert len(owners) == 2, "a duel between two photos of the same owner"
+        seen.add(pair)
+        body = graphql(client, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=player)
+        assert body["data"]["voteDuel"]["accepted"] is True
+        duels += 1
+    assert duels >= 20  # many distinct pairs were available before running out
+
+
+def test_next_duel_needs_a_user(client: httpx.Client, photos: dict[str, Any]) -> None:
+    assert graphql(client, NEXT)["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_vote_errors_each_have_their_code_and_change_nothing(
+    client: httpx.Client, server: LiveServer, photos: dict[str, Any]
+) -> None:
+    player, other = auth_header("zoe"), auth_header("yan")
+    duel = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
+    first = graphql(client, VOTE, {"id": duel["id"], "c": "RIGHT"}, headers=player)["data"]["voteDuel"]
+    assert first["accepted"] is True
+    votes_before = server.run(server.services.db.votes.count_documents({}))
+    left_before = photo_doc(server, duel["left"]["id"])["rating"]
+
+    retried = graphql(client, VOTE, {"id": duel["id"], "c": "RIGHT"}, headers=player)["data"]["voteDuel"]
+    assert retried["accepted"] is False  # the first result, not a second count
+    assert retried["left"]["rating"] == first["left"]["rating"]
+    changed = graphql(client, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=player)
+    assert changed["errors"][0]["extensions"]["code"] == "ALREADY_VOTED"
+
+    someone_elses = graphql(client, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=other)
+    assert someone_elses["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    for unknown in (str(ObjectId()), "not-an-id"):
+        missing = graphql(client, VOTE, {"id": unknown, "c": "LEFT"}, headers=player)
+        assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+    stale = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
+    server.run(server.services.db.duels.update_one(
+        {"_id": ObjectId(stale["id"])}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}}))
+    expired = graphql(client, VOTE, {"id": stale["id"], "c": "LEFT"}, headers=player)
+    assert expired["errors"][0]["extensions"]["code"] == "DUEL_EXPIRED"
+
+    skipped = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
+    assert graphql(client, SKIP, {"id": skipped["id"]}, headers=player)["data"]["skipDuel"] is True
+    after_skip = graphql(client, VOTE, {"id": skipped["id"], "c": "LEFT"}, headers=player)
+    assert after_skip["errors"][0]["extensions"]["code"] == "ALREADY_VOTED"
+
+    assert server.run(server.services.db.votes.count_documents({})) == votes_before
+    assert photo_doc(server, duel["left"]["id"])["rating"] == left_before
+
+
+def test_fifty_concurrent_votes_on_one_photo_lose_nothing(
+    client: httpx.Client, server: LiveServer, photos: dict[str, Any]
+) -> None:
+    target = photos["original"]
+    others = [pid for pid, owner in photos["owners"].items() if pid not in (target, photos["copy"])]
+    target_doc = photo_doc(server, target)
+    votes_before = target_doc["rating"]["votes"]
+
+    async def issue_tickets() -> list[tuple[str, str]]:
+        tickets = []
+        for i in range(50):
+            player = f"crowd-{i}"
+            opponent = await server.services.photos.get(ObjectId(others[i % len(others)]))
+            assert opponent is not None
+            left, right = (target_doc, opponent) if i % 2 else (opponent, target_doc)
+            ticket = await server.services.duels.issue(player, left, right)
+            tickets.append((str(ticket["_id"]), player))
+        return tickets
+
+    tickets = server.run(issue_tickets())
+    choices = ["LEFT", "RIGHT", "DRAW"]
+
+    async def vote_all() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+            async def one(i: int, duel_id: str, player: str) -> dict[str, Any]:
+                response = await http.post("/graphql", json={"query": VOTE, "variables": {
+                    "id": duel_id, "c": choices[i % 3]}}, headers=auth_header(player))
+                return response.json()
+            return await asyncio.gather(*(one(i, d, p) for i, (d, p) in enumerate(tickets)))
+
+    results = asyncio.run(vote_all())
+    assert all("errors" not in r and r["data"]["voteDuel"]["accepted"] for r in results)
+
+    async def check() -> tuple[int, int, dict[str, Any], dict[ObjectId, dict[str, Any]]]:
+        db = server.services.db
+        logged = await db.votes.count_documents({"duel_id": {"$in": [ObjectId(d) for d, _ in tickets]}})
+        applied = await db.votes.count_documents({"duel_id": {"$in": [ObjectId(d) for d, _ in tickets]},
+                                                   "applied_seq": {"$gt": 0}})
+        doc = await server.services.photos.get(ObjectId(target))
+        return logged, applied, doc, await server.services.votes.replay()
+
+    logged, applied, doc, replayed = server.run(check())
+    assert logged == applied == 50
+    assert doc["rating"]["votes"] == votes_before + 50
+    assert doc["rating"] == replayed[doc["_id"]]  # the stored rating is exactly the log's projection
+    for photo_id in photos["owners"]:
+        assert photo_doc(server, photo_id)["rating"] == replayed[ObjectId(photo_id)]
+
+
+def test_leaderboard_featured_and_score_order(client: httpx.Client, photos: dict[str, Any]) -> None:
+    board = graphql(client, "{ leaderboard(first: 50) { edges { node { id rating { score votes sigma } } } } }")
+    nodes = [e["node"] for e in board["data"]["leaderboard"]["edges"]]
+    assert nodes, "photos with votes are on the leaderboard"
+    scores = [n["rating"]["score"] for n in nodes]
+    assert scores == sorted(scores, reverse=True)
+    assert all(n["rating"]["votes"] >= 1 for n in nodes)
+    featured = graphql(client, "{ featured(first: 3) { id } }")["data"]["featured"]
+    assert [f["id"] for f in featured] == [n["id"] for n in nodes[:3]]
+    by_score = graphql(client, "{ photos(orderBy: SCORE, first: 100) { edges { node { rating { score } } } } }")
+    ordered = [e["node"]["rating"]["score"] for e in by_score["data"]["photos"]["edges"]]
+    assert ordered == sorted(ordered, reverse=True) and len(ordered) == len(photos["owners"])
+    week = graphql(client, '{ leaderboard(period: WEEK, category: "nothing-here") { edges { cursor } } }')
+    assert week["data"]["leaderboard"]["edges"] == []
+
+
+def test_ratings_rebuild_command_reproduces_the_stored_ratings(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    with LiveServer(settings) as live:
+        live.wait_model()
+        with httpx.Client(base_url=live.url, timeout=60) as http:
+            ids = [upload_ok(http, jpeg_bytes(generated_photo(500 + i)), auth_header(OWNERS[i % 4]))["id"]
+                   for i in range(6)]
+            for i, pid in enumerate(ids):
+                wait_ready(http, pid, auth_header(OWNERS[i % 4]))
+            for n in range(8):
+                duel = graphql(http, NEXT, headers=auth_header(f"voter-{n}"))["data"]["nextDuel"]
+                graphql(http, VOTE, {"id": duel["id"], "c": ["LEFT", "RIGHT", "DRAW"][n % 3]},
+                        headers=auth_header(f"voter-{n}"))
+    env = {**os.environ, "PHOTODUEL_MONGODB_URI": settings.mongodb_uri or "",
+           "PHOTODUEL_MONGODB_DATABASE": settings.mongodb_database, "PHOTODUEL_DATA_DIR": str(settings.data_dir),
+           "PHOTODUEL_MILVUS_URI": settings.milvus_uri or "", "PHOTODUEL_LOG_LEVEL": "WARNING"}
+    check = subprocess.run([sys.executable, "-m", "photoduel.cli", "ratings", "rebuild", "--check"], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 photos differ" in check.stdout
