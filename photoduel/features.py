@@ -87,7 +87,7 @@ async def periodic_maintenance(services: Services, interval: float = PERIODIC_SE
         try:
             await services.votes.apply_pending(older_than_seconds=10.0)
             await services.promotion.announce_newly_featured(announce)
-        except Exception:  # noqa: BLE001 - a chore failing must not stop the next round
+        except Exception:
             log.exception("maintenance.failed")
         await asyncio.sleep(interval)
 

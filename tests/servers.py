@@ -75,3 +75,15 @@ def graphql(client: httpx.Client, query: str, variables: dict[str, Any] | None =
     response = client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
     assert response.status_code in (200, 401), response.text
     return response.json()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process (`photoduel ...`) use exactly these settings."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTODUEL_")}
+    for name, value in settings.model_dump().items():
+        if value is None or name == "firebase_auth_emulator_host":
+            continue
+        env[f"PHOTODUEL_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

@@ -148,7 +148,7 @@ def test_search_by_text_and_by_category(client: httpx.Client, astronaut: dict[st
     empty = graphql(client, '{ searchPhotos(text: "   ") { id } }')
     assert empty["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     category = astronaut["category"]
-    listed = graphql(client, '{ photos(category: "%s", first: 100) { edges { node { id category } } } }' % category)
+    listed = graphql(client, f'{{ photos(category: "{category}", first: 100) {{ edges {{ node {{ id }} }} }} }}')
     assert astronaut["id"] in [e["node"]["id"] for e in listed["data"]["photos"]["edges"]]
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import structlog
 from bson import ObjectId
 from PIL import Image
+from pymongo import UpdateOne
 
 from ml.pipelines.analysis import PhotoAnalysis, PhotoAnalyzer
 from ml.pipelines.display_image import load_display_image
@@ -37,6 +38,14 @@ from storage.vectors import ScalarField, VectorIndex, collection_name
 log = structlog.get_logger(__name__)
 
 PHOTO_SCALARS = (ScalarField("category", 64), ScalarField("owner", 128), ScalarField("status", 16))
+
+@dataclass(frozen=True)
+class _Decision:
+    fields: dict[str, Any]
+    row: dict[str, Any]
+    offers: list[tuple[ObjectId, float]]
+    suggestions: int
+
 
 @dataclass(frozen=True)
 class IngestConfig:
@@ -115,10 +124,14 @@ class IngestHandler:
         docs = [doc for _, doc, _ in work]
         vectors = np.stack([a.vector for a in analyses])
         neighbours = await self._neighbours(collection, docs, vectors)
+        decisions = [await self._decide(doc, analysis, near, collection)
+                     for doc, analysis, near in zip(docs, analyses, neighbours, strict=True)]
+        # One upsert and one flush per batch: a flush per photo would cost more than the model.
+        await self.vectors.upsert(collection, [d.row for d in decisions])
         ready_docs: list[dict[str, Any]] = []
-        for (job, doc, _), analysis, near in zip(work, analyses, neighbours, strict=True):
+        for (job, doc, _), decision in zip(work, decisions, strict=True):
             try:
-                ready = await self._finish(doc, analysis, near, collection)
+                ready = await self._commit(doc, decision)
             except Exception as exc:
                 log.exception("ingest.photo_failed", photo=str(doc["_id"]))
                 results[job.id] = Retry(f"{type(exc).__name__}: {exc}")
@@ -148,10 +161,10 @@ class IngestHandler:
             result.append(ranked)
         return result
 
-    async def _finish(
+    async def _decide(
         self, doc: dict[str, Any], analysis: PhotoAnalysis, near: list[tuple[str, float]], collection: str
-    ) -> dict[str, Any] | None:
-        photo_id = doc["_id"]
+    ) -> _Decision:
+        """Everything the photo will become, computed before anything is written."""
         neighbour_ids = [parse_object_id(i) for i, _ in near]
         neighbour_docs = {d["_id"]: d for d in await self.photos.get_many([i for i in neighbour_ids if i]) if d}
         known = [(oid, sim) for oid, (_, sim) in zip(neighbour_ids, near, strict=True) if oid in neighbour_docs]
@@ -170,25 +183,35 @@ class IngestHandler:
                         "exposure": quality.exposure, "noise": quality.noise, "resolution": quality.resolution},
             "neighbours": [{"id": oid, "similarity": round(sim, 5)} for oid, sim in known],
             "duplicate_of": duplicate_of, "vector_collection": collection,
-            "rating": self.initial_rating(quality.score), "rating_version": 0, "ready_at": now(),
+            "rating": self.initial_rating(quality.score), "rating_version": 0,
         }
-        await self.vectors.upsert(collection, [{
-            "id": str(photo_id), "vector": analysis.vector, "category": category,
-            "owner": doc["owner"], "status": READY,
-        }])
+        row = {"id": str(doc["_id"]), "vector": analysis.vector, "category": category, "owner": doc["owner"],
+               "status": READY}
+        offers = [(oid, sim) for oid, sim in known if self._improves(neighbour_docs[oid], doc["_id"], sim)]
+        return _Decision(fields=fields, row=row, offers=offers, suggestions=len(suggestions))
+
+    def _improves(self, neighbour: Mapping[str, Any], photo_id: ObjectId, similarity: float) -> bool:
+        """Whether the new photo belongs in this neighbour's kept list (most lists are full and closer)."""
+        entries = [e for e in neighbour.get("neighbours", []) if e["id"] != photo_id]
+        return len(entries) < self.config.neighbours_k or similarity > min(e["similarity"] for e in entries)
+
+    async def _commit(self, doc: dict[str, Any], decision: _Decision) -> dict[str, Any] | None:
+        photo_id = doc["_id"]
         updated = await self.photos.collection.find_one_and_update(
-            {"_id": photo_id, "status": PROCESSING}, {"$set": {**fields, "updated_at": now()}},
+            {"_id": photo_id, "status": PROCESSING},
+            {"$set": {**decision.fields, "ready_at": now(), "updated_at": now()}},
             return_document=True,
         )
         if updated is None:
             return None  # another worker finished it first
-        await self._offer_to_neighbours(photo_id, known)
-        record, created = await announce_suggestions_ready(self.outbox, updated, len(suggestions))
+        await self._offer_to_neighbours(photo_id, decision.offers)
+        record, created = await announce_suggestions_ready(self.outbox, updated, decision.suggestions)
         if created and self.on_announced is not None:
             await self.on_announced(record)
-        log.info("photo.ready", photo=str(photo_id), category=category, suggestions=len(suggestions),
-                 quality=round(quality.score, 3), neighbours=len(known),
-                 duplicate_of=str(duplicate_of) if duplicate_of else None)
+        fields = decision.fields
+        log.info("photo.ready", photo=str(photo_id), category=fields["category"], suggestions=decision.suggestions,
+                 quality=round(fields["quality"]["score"], 3), neighbours=len(fields["neighbours"]),
+                 duplicate_of=str(fields["duplicate_of"]) if fields["duplicate_of"] else None)
         return updated
 
     def _duplicate_of(
@@ -205,15 +228,20 @@ class IngestHandler:
         first = min(candidates, key=lambda d: (d["created_at"], d["_id"]))
         return first.get("duplicate_of") or first["_id"]
 
-    async def _offer_to_neighbours(self, photo_id: ObjectId, known: list[tuple[ObjectId, float]]) -> None:
+    async def _offer_to_neighbours(self, photo_id: ObjectId, offers: list[tuple[ObjectId, float]]) -> None:
+        """Insert the new photo into its neighbours' lists, kept sorted and capped, in one round trip."""
+        if not offers:
+            return
         k = self.config.neighbours_k
-        for oid, sim in known:
-            await self.photos.collection.update_one({"_id": oid}, {"$pull": {"neighbours": {"id": photo_id}}})
-            await self.photos.collection.update_one(
+        operations: list[UpdateOne] = []
+        for oid, sim in offers:
+            operations.append(UpdateOne({"_id": oid}, {"$pull": {"neighbours": {"id": photo_id}}}))
+            operations.append(UpdateOne(
                 {"_id": oid},
                 {"$push": {"neighbours": {"$each": [{"id": photo_id, "similarity": round(sim, 5)}],
                                           "$sort": {"similarity": -1}, "$slice": k}}},
-            )
+            ))
+        await self.photos.collection.bulk_write(operations, ordered=True)
 
     async def on_parked(self, job: Job, error: str) -> None:
         oid = parse_object_id(str(job.payload.get("photo_id", "")))

@@ -1,0 +1,118 @@
+"""The notifications facade the API and the wiring talk to: devices, the in-app list, preferences,
+live events.
+
+Why a facade: resolvers stay thin (parse, call one method, shape) and the rules live in one place,
+e.g. that a user only ever sees or marks their own notifications, and that a new outbox record is
+published to live subscribers and wakes the dispatcher in the same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from bson import ObjectId
+
+from notifications.devices import Device, DeviceRepository
+from notifications.outbox import Outbox, announce_featured
+from notifications.preferences import Preferences
+from notifications.pubsub import PubSub, Subscription, photo_topic, user_topic
+from storage.pagination import SortKey, after_filter, decode_cursor, encode_cursor
+from storage.photos import Page
+
+if TYPE_CHECKING:
+    from notifications.dispatcher import Dispatcher
+
+log = structlog.get_logger(__name__)
+
+NEWEST_FIRST = SortKey((("created_at", -1), ("_id", -1)))
+MAX_MARK_READ = 100
+
+
+class NotificationService:
+    def __init__(
+        self, outbox: Outbox, devices: DeviceRepository, preferences: Preferences, pubsub: PubSub,
+        *, max_devices: int,
+    ) -> None:
+        self.outbox = outbox
+        self.devices = devices
+        self.preferences = preferences
+        self.pubsub = pubsub
+        self.max_devices = max_devices
+        # Set by the wiring when push is configured; None means push is off (records stay pending).
+        self.dispatcher: Dispatcher | None = None
+
+    # --- devices --------------------------------------------------------------------------------
+    async def register_device(self, user: str, token: str, platform: str) -> Device:
+        """Raises `notifications.devices.InvalidDevice` for a malformed token or unknown platform."""
+        return await self.devices.register(user, token, platform, max_devices=self.max_devices)
+
+    async def unregister_device(self, user: str, token: str) -> bool:
+        return await self.devices.unregister(user, token)
+
+    async def devices_of(self, user: str) -> list[Device]:
+        return await self.devices.for_user(user)
+
+    # --- the in-app list ------------------------------------------------------------------------
+    async def page(self, user: str, *, first: int, after: str | None) -> Page:
+        """The user's notifications, newest first. Raises `storage.pagination.InvalidCursor`."""
+        query: dict[str, Any] = {"user": user}
+        if after:
+            query = {"$and": [query, after_filter(decode_cursor(after, NEWEST_FIRST), NEWEST_FIRST)]}
+        docs = await self.outbox.collection.find(query).sort(list(NEWEST_FIRST.fields)).limit(first + 1).to_list(None)
+        has_next = len(docs) > first
+        docs = docs[:first]
+        return Page(docs=docs, cursors=[encode_cursor(d, NEWEST_FIRST) for d in docs], has_next=has_next)
+
+    async def mark_read(self, user: str, ids: Sequence[ObjectId]) -> int:
+        """Mark the user's own unread notifications read; returns how many changed. Ids of other users'
+        notifications match nothing, so the count never reveals that they exist."""
+        if not ids:
+            return 0
+        result = await self.outbox.collection.update_many(
+            {"_id": {"$in": list(ids)}, "user": user, "read_at": None},
+            {"$set": {"read_at": datetime.now(UTC)}},
+        )
+        return result.modified_count
+
+    # --- preferences ----------------------------------------------------------------------------
+    async def muted(self, user: str) -> list[str]:
+        return await self.preferences.muted(user)
+
+    async def mute(self, user: str, kind: str) -> list[str]:
+        """Raises `notifications.preferences.UnknownKind`."""
+        return await self.preferences.mute(user, kind)
+
+    async def unmute(self, user: str, kind: str) -> list[str]:
+        return await self.preferences.unmute(user, kind)
+
+    # --- new events -----------------------------------------------------------------------------
+    async def announced(self, record: Mapping[str, Any]) -> None:
+        """A new outbox record (ingest's `on_announced` hook): tell live subscribers, wake the dispatcher.
+
+        Publishing never waits for a subscriber (bounded queues), so the ingest worker is not slowed.
+        """
+        self.pubsub.publish(user_topic(record["user"]), record)
+        photo_id = (record.get("data") or {}).get("photoId")
+        if photo_id:
+            self.pubsub.publish(photo_topic(str(photo_id)), record)
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    async def announce_featured(self, photo: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Record "your photo is featured" (once per photo) and announce it like `announced` does."""
+        record, created = await announce_featured(self.outbox, photo)
+        if created:
+            await self.announced(record)
+        return record, created
+
+    # --- live subscriptions ---------------------------------------------------------------------
+    def subscribe_user(self, uid: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        return self.pubsub.subscribe(user_topic(uid))
+
+    def subscribe_photo(self, photo_id: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        return self.pubsub.subscribe(photo_topic(photo_id))
+

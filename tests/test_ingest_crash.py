@@ -1,0 +1,78 @@
+"""A worker process killed with SIGKILL in the middle of a batch: nothing lost, nothing done twice."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from bson import ObjectId
+from pymongo import MongoClient
+
+from photoduel.settings import Settings
+from tests.servers import LiveServer, settings_env
+from tests.tokens import auth_header
+from tests.uploads import generated_photo, jpeg_bytes, upload_ok
+
+PHOTOS = 15
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "photoduel.cli", "worker"], env=settings_env(settings),
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+def test_a_worker_killed_mid_batch_loses_no_photo_and_processes_none_twice(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(worker_batch_size=3, job_lease_seconds=3, log_json=True)
+    headers = auth_header("pat")
+    with LiveServer(settings, run_worker=False) as api, httpx.Client(base_url=api.url, timeout=60) as http:
+        ids = [upload_ok(http, jpeg_bytes(generated_photo(900 + i)), headers)["id"] for i in range(PHOTOS)]
+
+    db = MongoClient(settings.mongodb_uri)[settings.mongodb_database]
+    victim = start_worker(settings, tmp_path / "victim.log")
+    killed_batch: list[ObjectId] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = db.jobs.count_documents({"state": "done"})
+            leased = list(db.jobs.find({"state": "leased"}, {"_id": 1}))
+            if done >= 1 and leased:
+                victim.send_signal(signal.SIGKILL)  # mid-batch: these leases die with it
+                killed_batch = [j["_id"] for j in leased]
+                break
+            time.sleep(0.005)
+        assert killed_batch, (tmp_path / "victim.log").read_text()[-2000:]
+    finally:
+        victim.kill()
+        victim.wait(30)
+    assert db.photos.count_documents({"status": "READY"}) < PHOTOS
+
+    survivor = start_worker(settings, tmp_path / "survivor.log")
+    try:
+        deadline = time.monotonic() + 120
+        while db.photos.count_documents({"status": "READY"}) < PHOTOS and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(60)
+
+    assert db.photos.count_documents({"_id": {"$in": [ObjectId(i) for i in ids]}, "status": "READY"}) == PHOTOS
+    assert db.jobs.count_documents({"state": "done"}) == PHOTOS
+    for job_id in killed_batch:  # the killed lease expired and counted as an attempt
+        assert db.jobs.find_one({"_id": job_id})["attempts"] >= 2
+    for photo_id in ids:  # each photo announced exactly once
+        assert db.outbox.count_documents({"key": f"suggestions:{photo_id}"}) == 1
+    transitions = (tmp_path / "victim.log").read_text().count('"photo.ready"') + \
+        (tmp_path / "survivor.log").read_text().count('"photo.ready"')
+    assert transitions == PHOTOS  # PROCESSING -> READY happened once per photo across both workers
+
+    with LiveServer(settings, run_worker=False) as api:  # the vector index holds each photo once
+        api.wait_model()
+        collection = api.run(api.services.photos.get(ObjectId(ids[0])))["vector_collection"]
+        assert api.run(api.services.vectors.count(collection)) == PHOTOS
