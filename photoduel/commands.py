@@ -83,6 +83,34 @@ async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]
         return differing, written
 
 
+async def import_celebrities(settings: Settings, directory: Path) -> dict[str, int]:
+    """One folder per person (the folder name is the name), each with photos of exactly that person.
+    A person whose photos are rejected is reported and skipped; the others are enrolled."""
+    from ml.pipelines.celebrities import EnrolmentRejected, enrol_celebrity
+    from photoduel.services import open_services
+
+    counts = {"enrolled": 0, "rejected": 0}
+    people = sorted(p for p in directory.iterdir() if p.is_dir())
+    async with open_services(settings, run_worker=False, load_model=False) as services:
+        for folder in tqdm(people, desc="enrolling", unit="person"):
+            files = [(p.read_bytes(), None) for p in _image_files(folder)]
+            try:
+                await enrol_celebrity(services.gallery, services.faces, services.photos, services.jobs,
+                                      name=folder.name, files=files, max_bytes=settings.max_upload_bytes,
+                                      max_pixels=settings.max_upload_pixels, by="cli")
+                counts["enrolled"] += 1
+            except (EnrolmentRejected, ValueError) as exc:
+                counts["rejected"] += 1
+                log.warning("celebrities.rejected", person=folder.name, error=str(exc))
+    return counts
+
+
+def cmd_celebrities_import(settings: Settings, args: argparse.Namespace) -> int:
+    counts = asyncio.run(import_celebrities(settings, Path(args.directory)))
+    print(f"enrolled {counts['enrolled']} people, rejected {counts['rejected']}")
+    return 0 if counts["rejected"] == 0 else 1
+
+
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     counts = asyncio.run(import_directory(settings, Path(args.directory), args.owner, process=args.process))
     print(f"imported {counts['imported']}, skipped {counts['skipped']} already there, rejected {counts['rejected']}")
@@ -114,6 +142,12 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rei = sub.add_parser("reindex", help="re-embed every photo with PHOTODUEL_CLIP_MODEL into a new collection")
     rei.add_argument("--batch-size", type=int, default=32)
     rei.set_defaults(func=cmd_reindex)
+
+    celebrities = sub.add_parser("celebrities", help="the celebrity gallery")
+    celebrities_sub = celebrities.add_subparsers(dest="celebrities_command", required=True)
+    cimp = celebrities_sub.add_parser("import", help="enrol people from DIR/<name>/*.jpg (one folder per person)")
+    cimp.add_argument("directory")
+    cimp.set_defaults(func=cmd_celebrities_import)
 
     ratings = sub.add_parser("ratings", help="rating maintenance")
     ratings_sub = ratings.add_subparsers(dest="ratings_command", required=True)

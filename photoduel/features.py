@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gaming.duels.records import initial_rating_fields
+from ml.pipelines.celebrities import FACES, FacesHandler, enqueue_faces
 from ml.pipelines.ingest import IngestConfig, IngestHandler
+from ml.pipelines.upload import INGEST
 from notifications.devices import DEVICE_INDEXES, DeviceRepository
 from notifications.dispatcher import Dispatcher
 from notifications.fcm import FcmSender
@@ -40,6 +42,7 @@ def ingest_handler(services: Services) -> IngestHandler:
                      suggestions_max=settings.suggestions_max, batch_size=settings.worker_batch_size),
         initial_rating=lambda quality: initial_rating_fields(quality, services.rating_env),
         before_batch=[refresh_vocabulary(services)],
+        after_ready=[queue_face_checks(services)],
         on_announced=services.notifications.announced if services.notifications is not None else None,
     )
 
@@ -52,8 +55,20 @@ def refresh_vocabulary(services: Services):  # type: ignore[no-untyped-def]
     return refresh
 
 
+def queue_face_checks(services: Services):  # type: ignore[no-untyped-def]
+    async def queue(ready: list[dict[str, Any]]) -> None:
+        await enqueue_faces(services.jobs, [d["_id"] for d in ready])
+        services.wake_worker()
+
+    return queue
+
+
 def job_handlers(services: Services) -> dict[str, JobHandler]:
-    return {"ingest": ingest_handler(services)}
+    return {
+        INGEST: ingest_handler(services),
+        FACES: FacesHandler(services.photos, services.blobs, services.vectors, services.faces,
+                            services.recognizer, batch_size=services.settings.worker_batch_size),
+    }
 
 
 async def start_features(services: Services) -> None:

@@ -25,6 +25,7 @@ from gaming.duels.service import DuelService
 from gaming.duels.votes import VoteLog
 from gaming.ratings import RatingEnv
 from ml.pipelines.analysis import PhotoAnalyzer
+from ml.pipelines.celebrities import CelebrityGallery, CelebrityRecognizer, Faces
 from ml.pipelines.models import ModelRegistry
 from ml.pipelines.upload import UploadLimits, UploadService
 from ml.vocabulary import Vocabulary
@@ -63,6 +64,9 @@ class Services:
     rating_env: RatingEnv
     votes: VoteLog
     duels: DuelService
+    gallery: CelebrityGallery
+    faces: Faces
+    recognizer: CelebrityRecognizer
     promotion: Promotion
     worker: Worker | None = None
     notifications: NotificationService | None = None  # built in photoduel.features.start_features
@@ -120,6 +124,7 @@ async def open_services(
         jobs = JobQueue(db["jobs"])
         rating_env = RatingEnv(draw_probability=settings.draw_probability)
         votes = VoteLog(mongo, db, rating_env)
+        gallery = CelebrityGallery(db, vectors)
         services = Services(
             settings=settings, mongo=mongo, db=db, blobs=blobs, vectors=vectors, jobs=jobs,
             users=UserRepository(db), models=models, auth=verifier, photos=photos,
@@ -134,6 +139,8 @@ async def open_services(
                               votes, ttl_seconds=settings.duel_ttl_seconds),
             promotion=Promotion(db, Eligibility(min_votes=settings.featured_min_votes,
                                                 max_sigma=settings.featured_max_sigma)),
+            gallery=gallery, faces=Faces(),
+            recognizer=CelebrityRecognizer(gallery, models, max_distance=settings.celebrity_max_distance),
         )
         services.uploads.on_enqueued = services.wake_worker
         from photoduel.features import start_features, start_periodic, stop_features

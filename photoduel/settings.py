@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     featured_min_votes: int = Field(10, ge=1)
     featured_max_sigma: float = Field(3.0, gt=0)
 
+    # --- celebrities -------------------------------------------------------------------------
+    # Euclidean distance between dlib face descriptors under which a face is an enrolled person;
+    # measured in bench/face_threshold.py (stricter than dlib's 0.6: 1:N search, see ml/celebrity.py).
+    celebrity_max_distance: float = Field(0.5, gt=0, le=1.5)
+    celebrity_refit_votes: int = Field(200, ge=10)
+
     # --- notifications -----------------------------------------------------------------------
     max_devices_per_user: int = Field(10, ge=1, le=100)
 

@@ -24,6 +24,9 @@ from pymilvus import DataType, MilvusClient
 
 @dataclass(frozen=True)
 class VectorHit:
+    """`similarity`: cosine for COSINE collections; for L2 collections, the Euclidean distance
+    (Milvus reports it squared; it is converted here so thresholds read as in the literature)."""
+
     id: str
     similarity: float
     fields: Mapping[str, Any]
@@ -94,7 +97,9 @@ class VectorIndex:
         await self._call(lambda: self._connect().list_collections())
         return True
 
-    async def ensure_collection(self, name: str, dim: int, scalars: Sequence[ScalarField] = ()) -> None:
+    async def ensure_collection(
+        self, name: str, dim: int, scalars: Sequence[ScalarField] = (), *, metric: str = "COSINE"
+    ) -> None:
         if name in self._known:
             return
 
@@ -107,7 +112,7 @@ class VectorIndex:
                 for scalar in scalars:
                     schema.add_field(scalar.name, DataType.VARCHAR, max_length=scalar.max_length)
                 index = client.prepare_index_params()
-                index.add_index(field_name="vector", index_type=self._index_type, metric_type="COSINE")
+                index.add_index(field_name="vector", index_type=self._index_type, metric_type=metric)
                 client.create_collection(name, schema=schema, index_params=index)
             client.load_collection(name)
 
@@ -138,6 +143,7 @@ class VectorIndex:
         limit: int,
         filter: str = "",
         output_fields: Sequence[str] = (),
+        metric: str = "COSINE",
     ) -> list[list[VectorHit]]:
         if len(vectors) == 0:
             return []
@@ -146,12 +152,16 @@ class VectorIndex:
         def search() -> Any:
             return self._connect().search(
                 name, data=data, limit=limit, filter=filter, output_fields=list(output_fields),
-                search_params={"metric_type": "COSINE"},
+                search_params={"metric_type": metric},
             )
+
+        def score(distance: float) -> float:
+            return float(np.sqrt(max(distance, 0.0))) if metric == "L2" else float(distance)
 
         raw = await self._call(search)
         return [
-            [VectorHit(id=str(hit["id"]), similarity=float(hit["distance"]), fields=dict(hit.get("entity") or {}))
+            [VectorHit(id=str(hit["id"]), similarity=score(hit["distance"]),
+                       fields={k: v for k, v in (hit.get("entity") or {}).items() if k != "vector"})
              for hit in hits]
             for hits in raw
         ]
@@ -161,6 +171,10 @@ class VectorIndex:
             return {}
         rows = await self._call(lambda: self._connect().get(name, ids=list(ids), output_fields=["vector"]))
         return {str(r["id"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
+
+    async def query_ids(self, name: str, filter: str, *, limit: int = 16384) -> list[str]:
+        rows = await self._call(lambda: self._connect().query(name, filter=filter, output_fields=["id"], limit=limit))
+        return [str(r["id"]) for r in rows]
 
     async def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from ml.vocabulary import normalise_tag
 from strawberry.types import Info
 
 from api.errors import BadUserInput, Forbidden, NotFound, Unavailable
@@ -12,6 +11,7 @@ from api.schema.photos import Photo, PhotoOrder, SimilarPhoto
 from ml.images import ImageRejected
 from ml.pipelines.models import ModelNotReady
 from ml.pipelines.search import search_by_text
+from ml.vocabulary import normalise_tag
 from storage.base import parse_object_id
 from storage.pagination import InvalidCursor
 from storage.photos import BEST, NEWEST, OLDEST, READY, Page, PhotoRepository, TagLimitExceeded
@@ -74,7 +74,7 @@ async def photos(
 async def upload_photo(info: Info, file: Any, title: str | None) -> Photo:
     services = info.context.services
     owner = info.context.require_user()
-    data = await _read_upload(file, services.settings.max_upload_bytes)
+    data = await read_upload(file, services.settings.max_upload_bytes)
     try:
         result = await services.uploads.upload(
             owner, data, declared_type=getattr(file, "content_type", None),
@@ -87,7 +87,7 @@ async def upload_photo(info: Info, file: Any, title: str | None) -> Photo:
     return Photo.from_doc(result.photo)
 
 
-async def _read_upload(file: Any, max_bytes: int) -> bytes:
+async def read_upload(file: Any, max_bytes: int) -> bytes:
     """Read at most max_bytes + 1, so an oversized file is refused without holding all of it."""
     if not hasattr(file, "read"):
         raise BadUserInput("`file` must be a file part of a multipart request", argument="file")

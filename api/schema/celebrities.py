@@ -1,4 +1,4 @@
-"""Celebrity information on a photo: names only for admins and the photo's owner."""
+"""Celebrity information on a photo: only for admins and the photo's owner."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class CelebrityInfo:
         if data is None:
             return None
         principal = info.context.principal
-        may_see_names = principal.admin or (principal.uid is not None and principal.uid == doc.get("owner"))
+        if not (principal.admin or (principal.uid is not None and principal.uid == doc.get("owner"))):
+            return None  # who is in a photo, and that its rank is discounted, is the owner's business
         people = [DetectedPerson(name=p["name"], confidence=p["confidence"]) for p in data.get("people", [])]
-        return cls(detected=bool(people), faces=int(doc.get("faces_count", 0)),
-                   people=people if may_see_names else [])
+        return cls(detected=bool(people), faces=int(doc.get("faces_count", 0)), people=people)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from strawberry.tools import merge_types
 
+from api.schema.celebrity_roots import CelebrityMutation, CelebrityQuery
 from api.schema.duels import DuelMutation, DuelQuery
 from api.schema.notification_roots import NotificationMutation, NotificationQuery, NotificationSubscription
 from api.schema.photo_roots import PhotoMutation, PhotoQuery
 from api.schema.users import UserQuery
 
-Query = merge_types("Query", (UserQuery, PhotoQuery, DuelQuery, NotificationQuery))
-Mutation = merge_types("Mutation", (PhotoMutation, DuelMutation, NotificationMutation))
+Query = merge_types("Query", (UserQuery, PhotoQuery, DuelQuery, NotificationQuery, CelebrityQuery))
+Mutation = merge_types("Mutation", (PhotoMutation, DuelMutation, NotificationMutation, CelebrityMutation))
 SUBSCRIPTIONS: tuple[type, ...] = (NotificationSubscription,)
 Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
