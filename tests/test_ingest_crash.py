@@ -40,8 +40,8 @@ def test_a_worker_killed_mid_batch_loses_no_photo_and_processes_none_twice(
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            done = db.jobs.count_documents({"state": "done"})
-            leased = list(db.jobs.find({"state": "leased"}, {"_id": 1}))
+            done = db.jobs.count_documents({"kind": "ingest", "state": "done"})
+            leased = list(db.jobs.find({"kind": "ingest", "state": "leased"}, {"_id": 1}))
             if done >= 1 and leased:
                 victim.send_signal(signal.SIGKILL)  # mid-batch: these leases die with it
                 killed_batch = [j["_id"] for j in leased]
@@ -63,7 +63,7 @@ def test_a_worker_killed_mid_batch_loses_no_photo_and_processes_none_twice(
         survivor.wait(60)
 
     assert db.photos.count_documents({"_id": {"$in": [ObjectId(i) for i in ids]}, "status": "READY"}) == PHOTOS
-    assert db.jobs.count_documents({"state": "done"}) == PHOTOS
+    assert db.jobs.count_documents({"kind": "ingest", "state": "done"}) == PHOTOS
     for job_id in killed_batch:  # the killed lease expired and counted as an attempt
         assert db.jobs.find_one({"_id": job_id})["attempts"] >= 2
     for photo_id in ids:  # each photo announced exactly once
