@@ -91,7 +91,8 @@ PERIODIC_SECONDS = 30.0
 
 async def periodic_maintenance(services: Services, interval: float = PERIODIC_SECONDS) -> None:
     """Recovery and promotion chores, in worker processes only: apply votes a crashed API process
-    logged but never applied, and announce photos that entered a featured set."""
+    logged but never applied, re-fit the celebrity offset from the vote log, and announce photos
+    that entered a featured set."""
 
     async def announce(photo: dict[str, Any]) -> None:
         record, created = await announce_featured(services.outbox, photo)
@@ -101,6 +102,7 @@ async def periodic_maintenance(services: Services, interval: float = PERIODIC_SE
     while True:
         try:
             await services.votes.apply_pending(older_than_seconds=10.0)
+            await services.fame.refit(min_new_votes=services.settings.celebrity_refit_votes)
             await services.promotion.announce_newly_featured(announce)
         except Exception:
             log.exception("maintenance.failed")

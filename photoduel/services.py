@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.auth import TokenVerifier
+from gaming.duels.fame import FameOffset, adjustment_from
 from gaming.duels.matchmaker import Matchmaker
 from gaming.duels.promotion import Eligibility, Promotion
 from gaming.duels.service import DuelService
@@ -63,6 +64,7 @@ class Services:
     uploads: UploadService
     rating_env: RatingEnv
     votes: VoteLog
+    fame: FameOffset
     duels: DuelService
     gallery: CelebrityGallery
     faces: Faces
@@ -123,7 +125,8 @@ async def open_services(
         blobs = BlobStore(db)
         jobs = JobQueue(db["jobs"])
         rating_env = RatingEnv(draw_probability=settings.draw_probability)
-        votes = VoteLog(mongo, db, rating_env)
+        fame = FameOffset(db, rating_env)
+        votes = VoteLog(mongo, db, rating_env, adjustment_factory=adjustment_from, current_adjustment=fame.current)
         gallery = CelebrityGallery(db, vectors)
         services = Services(
             settings=settings, mongo=mongo, db=db, blobs=blobs, vectors=vectors, jobs=jobs,
@@ -134,7 +137,7 @@ async def open_services(
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels,
                 display_max_side=settings.display_max_side, thumbnail_max_side=settings.thumbnail_max_side,
             )),
-            rating_env=rating_env, votes=votes,
+            rating_env=rating_env, votes=votes, fame=fame,
             duels=DuelService(db, Matchmaker(db, rating_env, near_duplicate_cosine=settings.near_duplicate_cosine),
                               votes, ttl_seconds=settings.duel_ttl_seconds),
             promotion=Promotion(db, Eligibility(min_votes=settings.featured_min_votes,

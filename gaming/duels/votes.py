@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
@@ -35,8 +36,14 @@ log = structlog.get_logger(__name__)
 COUNTER_ID = "vote_projection"
 MAX_TRANSACTION_ATTEMPTS = 200
 
-# (adjustment or None, its parameters as stored in the log) from the stored parameters.
+# The adjustment a vote is rated with, from the parameters recorded on it.
 AdjustmentFactory = Callable[[Mapping[str, Any] | None], DuelAdjustment | None]
+# The parameters in force now, read inside the vote's transaction.
+CurrentAdjustment = Callable[[AsyncClientSession], Awaitable[Mapping[str, Any] | None]]
+
+
+async def _no_adjustment(session: AsyncClientSession) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class VoteLog:
         env: RatingEnv,
         *,
         adjustment_factory: AdjustmentFactory = lambda params: None,
-        current_adjustment: Callable[[], Mapping[str, Any] | None] = lambda: None,
+        current_adjustment: CurrentAdjustment = _no_adjustment,
     ) -> None:
         self.client = client
         self.db = db
@@ -124,7 +131,7 @@ class VoteLog:
                 # A photo was deleted: the vote stays in the log, marked as not rated.
                 await self.votes.update_one({"_id": vote_id}, {"$set": {"applied_seq": -1}}, session=session)
                 return None
-            params = self.current_adjustment()
+            params = await self.current_adjustment(session)
             flags = {"left_celebrity": is_celebrity(left), "right_celebrity": is_celebrity(right)}
             new_left, new_right = self.rate(left["rating"], right["rating"], Outcome(vote["choice"]), flags, params)
             left_fields = rating_fields(new_left, self.env, _counts(left["rating"], _result(vote["choice"], "left")))
