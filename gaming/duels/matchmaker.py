@@ -2,8 +2,10 @@
 
 No vector search on this path: the anchor's visual neighbours were found once at ingest and are read
 from the photo document. Per request the cost is a few indexed MongoDB reads: an anchor pool (the
-most uncertain photos, the ones nearest the featured boundary and a random few for exploration), the
-anchor's neighbour documents, and this player's judged pairs among them.
+most uncertain photos, the ones nearest the featured boundary, and the least-duelled for exploration),
+the anchor's neighbour documents (or, for a placement duel, a random sample of its category), and this
+player's judged pairs among them. The choices themselves are `gaming.matchmaking`'s, the same
+functions bench/ranking_sim.py measures.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from gaming.duels.records import rating_from_fields
 from gaming.duels.votes import pair_key
-from gaming.matchmaking import RatedPhoto, choose_anchor, choose_opponent, featured_boundary_array
+from gaming.matchmaking import (
+    RatedPhoto,
+    choose_anchor,
+    choose_opponent,
+    featured_boundary_array,
+    wants_calibration,
+)
 from gaming.ratings import RatingEnv
 
 READY = "READY"
@@ -32,12 +40,13 @@ BOUNDARY_TTL_SECONDS = 30.0
 class Pairing:
     anchor: dict[str, Any]
     opponent: dict[str, Any]
-    similarity: float | None  # None: the fallback random opponent, not a visual neighbour
+    similarity: float | None  # None: a placement or fallback opponent, not a visual neighbour
 
 
 def rated(doc: Mapping[str, Any]) -> RatedPhoto:
-    return RatedPhoto(id=str(doc["_id"]), rating=rating_from_fields(doc["rating"]), duels=int(doc.get("duels", 0)),
-                      owner=str(doc["owner"]), category=doc.get("category"))
+    """The policy's view of a photo; `duels` counts answered duels (votes), as in the simulation."""
+    return RatedPhoto(id=str(doc["_id"]), rating=rating_from_fields(doc["rating"]),
+                      duels=int(doc["rating"].get("votes", 0)), owner=str(doc["owner"]), category=doc.get("category"))
 
 
 def near_duplicates(a: Mapping[str, Any], b: Mapping[str, Any], similarity: float | None, threshold: float) -> bool:
@@ -113,6 +122,17 @@ class Matchmaker:
         judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d, _ in kept])
         return [(d, s) for d, s in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
 
+    async def _placement_candidates(self, player: str, anchor: dict[str, Any], category: str | None,
+                                    size: int = 24) -> list[tuple[dict[str, Any], float]]:
+        """Random photos of the anchor's category: neighbour duels alone cannot tell visual clusters
+        apart (a duel inside a cluster says nothing about the cluster's level), so some cross them."""
+        scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
+                 "_id": {"$ne": anchor["_id"]}}
+        docs = await (await self.photos.aggregate([{"$match": scope}, {"$sample": {"size": size}}])).to_list(None)
+        kept = [d for d in docs if self._eligible(player, anchor, d, None, category)]
+        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in kept])
+        return [(d, 1.0) for d in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
+
     async def _fallback(self, player: str, anchor: dict[str, Any], category: str | None) -> dict[str, Any] | None:
         """A random same-category opponent, for photos whose neighbourhood is used up or empty."""
         scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
@@ -137,14 +157,16 @@ class Matchmaker:
             if choice is None:
                 return None
             anchor = by_id[choice.id]
-            candidates = await self._neighbour_candidates(player, anchor, category)
+            placement = wants_calibration(choice, self.rng)
+            candidates = await (self._placement_candidates(player, anchor, category) if placement
+                                else self._neighbour_candidates(player, anchor, category))
             if candidates:
                 docs = {str(d["_id"]): (d, s) for d, s in candidates}
-                opponent = choose_opponent(rated(anchor), [(rated(d), s) for d, s in candidates], boundary,
+                opponent = choose_opponent(choice, [(rated(d), s) for d, s in candidates], boundary,
                                            self.env, self.rng)
                 if opponent is not None:
                     doc, similarity = docs[opponent.id]
-                    return Pairing(anchor=anchor, opponent=doc, similarity=similarity)
+                    return Pairing(anchor=anchor, opponent=doc, similarity=None if placement else similarity)
             fallback = await self._fallback(player, anchor, category)
             if fallback is not None:
                 return Pairing(anchor=anchor, opponent=fallback, similarity=None)
