@@ -28,14 +28,14 @@ from bson import ObjectId
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.sim_core import make_world, spearman, top_recall, vote  # noqa: E402
-from gaming.duels.records import initial_rating_fields  # noqa: E402
-from gaming.ratings import Outcome  # noqa: E402
-from photoduel.logging import configure_logging  # noqa: E402
-from photoduel.services import open_services  # noqa: E402
-from photoduel.settings import Settings  # noqa: E402
-from storage.photos import READY  # noqa: E402
-from storage.vectors import ScalarField  # noqa: E402
+from bench.sim_core import make_world, spearman, top_recall, vote
+from gaming.duels.records import initial_rating_fields
+from gaming.ratings import Outcome
+from photoduel.logging import configure_logging
+from photoduel.services import open_services
+from photoduel.settings import Settings
+from storage.photos import READY
+from storage.vectors import ScalarField
 
 OUTCOMES = {0: Outcome.LEFT, 1: Outcome.RIGHT, 2: Outcome.DRAW}
 COLLECTION = "photos__ranking_bench_16"
