@@ -88,8 +88,10 @@ class FaceModel:
       descriptors of the same person drift towards the match threshold, so a match there is a coin
       toss we would rather not discount a photo on.
     - ``min_score``: detections with a HOG margin below this are dropped. dlib's own threshold is 0;
-      on the astronaut photo an embroidered mission patch scores 0.12 at upsample=1 while real
-      frontal faces score > 0.8, so a small positive floor removes that class of false face.
+      on the astronaut photo an embroidered mission patch scores 0.12 at upsample=1 while her face
+      scored >= 0.7 in every rendition we tried, so a small positive floor removes the faintest false
+      faces. It is not a cure (a rotated name badge scored 0.62); matching relies on the descriptor
+      distance, and a non-face's descriptor lies far from real faces (0.74 for the patch).
     - ``landmarks``: 5-point alignment is what dlib pairs with its ResNet descriptor (faster and
       as accurate as 68 points for this purpose); 68 is kept for experiments.
     - ``num_jitters``: >1 averages descriptors over random jitters; dlib reports a small accuracy
@@ -122,7 +124,7 @@ class FaceModel:
         return self._recognizer is not None
 
     def load(self) -> FaceModel:
-        """Read the weights (about 0.3 s, 31 MB for the 5-point set). Idempotent; returns self."""
+        """Read the weights (~0.4 s here, 31 MB for the 5-point set). Idempotent; returns self."""
         import dlib
 
         with self._lock:
@@ -134,7 +136,7 @@ class FaceModel:
         return self
 
     def _require_loaded(self) -> None:
-        # Fail loudly instead of loading lazily: loading is a 0.3 s disk read that belongs in the
+        # Fail loudly instead of loading lazily: loading is a ~0.4 s disk read that belongs in the
         # application's start-up, not inside the first request that happens to need a face.
         if self._recognizer is None:
             raise RuntimeError("FaceModel.load() must be called before use")
