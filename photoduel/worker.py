@@ -111,8 +111,11 @@ class Worker:
         log.info("worker.stopped", worker=self.worker_id)
 
     async def run_once(self) -> bool:
-        """Lease and process at most one batch per kind; True when anything was done."""
-        worked = False
+        """Lease and process one batch of the first kind that has work; True when anything was done.
+
+        Kinds are in priority order (the order of `handlers`): a waiting ingest batch goes before any
+        face check, so a photographer's suggestions never queue behind background work.
+        """
         for kind, handler in self.handlers.items():
             if self._stopping.is_set():
                 break
@@ -120,9 +123,9 @@ class Worker:
                 self.worker_id, [kind], limit=handler.batch_size, lease_seconds=self.lease_seconds
             )
             if jobs:
-                worked = True
                 await self._process(handler, jobs)
-        return worked
+                return True
+        return False
 
     async def _heartbeat(self, jobs: Sequence[Job]) -> None:
         while True:
