@@ -43,8 +43,9 @@ def test_a_worker_killed_mid_batch_loses_no_photo_and_processes_none_twice(
             done = db.jobs.count_documents({"kind": "ingest", "state": "done"})
             leased = list(db.jobs.find({"kind": "ingest", "state": "leased"}, {"_id": 1}))
             if done >= 1 and leased:
-                victim.send_signal(signal.SIGKILL)  # mid-batch: these leases die with it
-                killed_batch = [j["_id"] for j in leased]
+                victim.send_signal(signal.SIGKILL)  # mid-batch: its leases die with it
+                victim.wait(30)
+                killed_batch = [j["_id"] for j in db.jobs.find({"kind": "ingest", "state": "leased"}, {"_id": 1})]
                 break
             time.sleep(0.005)
         assert killed_batch, (tmp_path / "victim.log").read_text()[-2000:]
