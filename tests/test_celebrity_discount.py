@@ -50,7 +50,7 @@ def test_biased_votes_leave_the_celebrity_closer_to_its_unbiased_rating_with_the
 
 
 def test_offset_fitted_from_the_votes_also_brings_the_celebrity_back() -> None:
-    votes, truth = _simulated_votes(fame=FAME, seed=11)
+    votes, _truth = _simulated_votes(fame=FAME, seed=11)
     fitted = CelebrityOffset(fit_celebrity_offset(votes, ENV))
     n = 200
     unbiased = _celebrity_after(_scripted_outcomes(0.5, n, 3), None)

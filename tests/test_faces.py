@@ -11,6 +11,7 @@ upscaled: a real different person, at low resolution.
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -248,7 +249,7 @@ def test_match_face_takes_the_nearest_entry_under_the_threshold() -> None:
 
 def test_confidence_is_a_decreasing_map_of_distance() -> None:
     values = [distance_confidence(d, threshold=0.5) for d in np.linspace(0, 2, 50)]
-    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(values))
     assert distance_confidence(0.5, threshold=0.5) == pytest.approx(0.5)
     assert 0.0 <= values[-1] < 1e-6 and values[0] > 0.99
 
