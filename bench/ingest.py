@@ -636,10 +636,12 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
         record.note = f"{n / result.ready_seconds:.2f} photos/s"
     timings.restore()
     result.timings = timings.snapshot()
-    with phase(phases, "pipeline: remaining jobs (faces)") as record:
-        await asyncio.wait_for(all_event.wait(), timeout=1800)
-        result.all_seconds = time.perf_counter() - start
-        record.note = f"all kinds settled {result.all_seconds:.1f} s after worker start"
+    others = ", ".join(kind for kind in expected if kind != INGEST)
+    if others:
+        with phase(phases, f"pipeline: remaining jobs ({others})") as record:
+            await asyncio.wait_for(all_event.wait(), timeout=1800)
+            result.all_seconds = time.perf_counter() - start
+            record.note = f"all kinds settled {result.all_seconds:.1f} s after worker start"
     for worker in workers:
         await worker.stop()
     services.worker = None
