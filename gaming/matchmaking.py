@@ -281,15 +281,18 @@ def choose_anchor(
     env: RatingEnv,
     rng: random.Random,
     *,
-    explore: float = DEFAULT_POLICY.explore,
+    explore: float | None = None,
     policy: MatchPolicy = DEFAULT_POLICY,
 ) -> RatedPhoto | None:
-    """The photo whose rating most needs a vote, or a uniform one with probability ``explore``."""
+    """The photo whose rating most needs a vote, or a uniform one with probability ``explore``
+    (default: the policy's). ``photos`` may be a sample of the category (e.g. the highest-sigma photos
+    plus a random few); the boundary should come from the whole category."""
     if not photos:
         return None
     mu = np.fromiter((p.rating.mu for p in photos), dtype=float, count=len(photos))
     sigma = np.fromiter((p.rating.sigma for p in photos), dtype=float, count=len(photos))
-    return photos[choose_anchors(anchor_priorities(mu, sigma, boundary, env, policy), 1, rng, explore=explore)[0]]
+    share = policy.explore if explore is None else explore
+    return photos[choose_anchors(anchor_priorities(mu, sigma, boundary, env, policy), 1, rng, explore=share)[0]]
 
 
 # --- opponents -------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,10 @@ def test_a_worker_killed_mid_batch_loses_no_photo_and_processes_none_twice(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             done = db.jobs.count_documents({"kind": "ingest", "state": "done"})
-            leased = list(db.jobs.find({"kind": "ingest", "state": "leased"}, {"_id": 1}))
+            # A lease taken (or extended by the heartbeat) in the last 100 ms: the batch is being
+            # computed, not settled, so the kill lands mid-batch rather than after the last write.
+            fresh = datetime.now(UTC) + timedelta(seconds=settings.job_lease_seconds - 0.1)
+            leased = list(db.jobs.find({"kind": "ingest", "state": "leased", "lease_expires": {"$gt": fresh}}))
             if done >= 1 and leased:
                 victim.send_signal(signal.SIGKILL)  # mid-batch: its leases die with it
                 victim.wait(30)
