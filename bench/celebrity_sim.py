@@ -1,7 +1,8 @@
 """Does the celebrity discount remove the fame advantage without hurting the ranking?
 
-    .venv/bin/python bench/celebrity_sim.py                       # defaults below, ~8 min on 2 cores
+    .venv/bin/python bench/celebrity_sim.py                       # main table, ~15 CPU-minutes
     .venv/bin/python bench/celebrity_sim.py --seeds 4 --deltas 1  # quick look
+    (bench/out/celebrity_sim.md lists the exact commands of every section it holds.)
 
 In memory. N photos with a hidden quality q ~ N(0, 1); a share of them (10 %) shows a celebrity.
 Photos sit on a ring in random "visual" order; a duel takes a uniformly random anchor and a uniformly
@@ -11,7 +12,9 @@ unrelated to quality or fame). Voters are Bradley-Terry with a fame term,
     P(left preferred) = sigmoid(slope * (q_left - q_right) + delta * (celeb_left - celeb_right)),
 
 and answer DRAW with probability 0.10 * (1 - |2P - 1|) (as in bench/sim_core.py). Every vote goes
-through ``gaming.ratings.rate_duel`` -- the service's update -- from the uninformed prior. For each
+through ``gaming.ratings.rate_duel`` -- the service's update. Photos start from
+``gaming.ratings.prior_rating`` of a model score correlated ``--model-r`` with quality and blind to
+fame (the production path), or with ``--prior uninformed`` from N(mu, sigma). For each
 seed all conditions see the same pairs and the same random numbers (common random numbers), so
 differences between rows are the method's, not luck's:
 

@@ -16,7 +16,7 @@ giving celebrity photos +1 logit (73 % wins against an equal photo), celebrity p
 (of 400) too high without a discount; (b) with the offset re-fitted from the log leaves +3 ± 8 and
 keeps Spearman within 0.003 of an unbiased electorate, and at no fame it fits ~0 and changes
 nothing. (a) damps the steps but not where they lead: the vote outcomes, not the step size, set the
-fixed point, so symmetric damping removes <15 % of the bias. Damping only celebrity wins does move
+fixed point, so symmetric damping removes only 5-16 % of the bias. Damping only celebrity wins does move
 the fixed point, but by an amount set by the weight, not by the data: a weight that cancels one
 fame level over- or under-corrects every other (w = 0.25: -80 ranks at no fame, +76 at +2 logits).
 """

@@ -139,7 +139,9 @@ def test_offset_makes_fame_wins_cheap_and_losses_to_fame_mild(celebrity_left: bo
             outcome = Outcome.LEFT if celebrity_wins else Outcome.RIGHT
             return rate_duel(celebrity, other, outcome, ENV, left_celebrity=True, adjustment=adjustment)
         outcome = Outcome.RIGHT if celebrity_wins else Outcome.LEFT
-        new_other, new_celebrity = rate_duel(other, celebrity, outcome, ENV, right_celebrity=True, adjustment=adjustment)
+        new_other, new_celebrity = rate_duel(
+            other, celebrity, outcome, ENV, right_celebrity=True, adjustment=adjustment
+        )
         return new_celebrity, new_other
 
     plain_win, adjusted_win = rate(True, None), rate(True, offset)
