@@ -1,7 +1,8 @@
 """Ingest throughput: photos per second through the whole pipeline against the bare model, in one run.
 
-    .venv/bin/python bench/ingest.py [--photos 96] [--batch-size 16] [--threads N]
-        [--model-dir bench/.models/clip-vit-b32-random] [--out bench/out/ingest.md] [--profile PATH]
+    .venv/bin/python bench/ingest.py [--photos 96] [--batch-size 16] [--threads N] [--workers 1]
+        [--only-ingest] [--model-dir bench/.models/clip-vit-b32-random] [--out bench/out/ingest.md]
+        [--autogroup-nice -10] [--profile PATH]
 
 Goal (BENCHMARKS.md): the pipeline reaches at least 85% of the bare model's throughput on the same photos.
 
@@ -18,17 +19,22 @@ generated scenes, all with sensor-like grain), JPEG-encoded once up front. In on
 2. **pipeline**: ``open_services`` on a temp data dir (SecantusDB child process, milvus-lite file, the
    b32 folder as ``clip_model``), every photo through ``UploadService.upload`` (timed: upload
    throughput), then the one-time warm-ups (model load, the zero-shot vocabulary's text embeddings,
-   the Milvus collection), then a ``photoduel.worker.Worker`` with ``services.handlers()``, timed from
-   its start until the last job is settled (every photo READY, every job done). Per batch that covers:
-   leasing the jobs, reading each photo document and its display rendition from GridFS, JPEG decode,
-   the model pass (embedding, zero-shot tag/category and CLIP-IQA text-side scoring), the technical
-   quality measures (in threads, concurrently with the model pass), Milvus search + upsert + flush,
-   neighbour reads, the READY write, neighbour-list offers, the outbox record, and the job completion.
-3. **bare model again**, with the pipeline's own embedder on its model thread, to show drift.
+   the Milvus collection), then the bare model again on the pipeline's own embedder and model thread,
+   then a ``photoduel.worker.Worker`` with ``services.handlers()`` (every job kind, as ``photoduel
+   serve`` runs them; ``--only-ingest`` for the ingest jobs alone), timed from its start until the last
+   ingest job is settled: every photo READY. Per batch that covers leasing the jobs, reading each photo
+   document and its display rendition from GridFS, JPEG decode, the model pass (embedding, zero-shot
+   tag/category and CLIP-IQA text-side scoring), the technical quality measures (in threads, during
+   the model pass), Milvus search + upsert + flush, neighbour reads, the READY write, neighbour-list
+   offers, the outbox record and the job completion; and the batches of other kinds (faces) the worker
+   runs in between. The time until every job of every kind is settled is reported too.
+3. **bare model again**, right after the ingest, to show drift.
 
-The ratio is pipeline photos/s over the mean of the two bare measurements. Peak memory: the
-process's ``ru_maxrss``, and per phase the kernel's VmHWM, reset at each phase start
-(``/proc/self/clear_refs``); the SecantusDB child's peak is read from its /proc entry.
+The ratio is pipeline photos/s over the mean of the two bare measurements around the ingest. Peak
+memory: the process's ``ru_maxrss``, and per phase the kernel's VmHWM, reset at each phase start
+(``/proc/self/clear_refs``); the SecantusDB child's peak is read from its /proc entry. Every phase
+also reports the cores other processes used meanwhile: on a shared machine, ``--autogroup-nice -10``
+keeps them from distorting the numbers.
 """
 
 from __future__ import annotations
@@ -139,6 +145,27 @@ def child_pids() -> list[int]:
         with contextlib.suppress(OSError):
             pids += [int(p) for p in (task / "children").read_text().split()]
     return sorted(set(pids))
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds per thread of this process, by role: Python threads by name (numbered suffixes
+    merged), the main thread as the event loop, threads Python does not know (torch's OpenMP workers,
+    gRPC, milvus-lite) as native."""
+    named = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    totals: dict[str, float] = defaultdict(float)
+    for task in Path("/proc/self/task").iterdir():
+        tid = int(task.name)
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if tid == os.getpid():
+                role = "event loop (main thread)"
+            elif tid in named:
+                role = re.sub(r"[-_]\d+$", "", named[tid])
+            else:
+                role = "native threads (torch OpenMP workers, gRPC, ...)"
+            totals[role] += seconds
+    return dict(totals)
 
 
 def machine_busy_seconds() -> float:
@@ -361,7 +388,11 @@ def display_renditions(photos: Sequence[bytes], settings: Settings) -> list[byte
 
 
 def decode_rgb(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")  # convert() loads the pixels
+    """The pipeline's own decode (``decode_for_analysis``): the bare model gets exactly the pixels the
+    pipeline feeds it, so the ratio measures the pipeline's overhead, not a cheaper input."""
+    from ml.pipelines.display_image import decode_for_analysis
+
+    return decode_for_analysis(data)
 
 
 def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -451,6 +482,9 @@ class PipelineResult:
     mongo_peak: float | None = None
     children: dict[int, float | None] = field(default_factory=dict)
     profile_text: str = ""
+    threads_bare: dict[str, float] = field(default_factory=dict)  # CPU s per thread role, bare (before)
+    threads_ready: dict[str, float] = field(default_factory=dict)  # the same, worker start -> all READY
+    others_cpu_ready: float = 0.0  # child processes other than SecantusDB (milvus-lite), during the ingest
 
 
 def vocabulary_prompt_count(analyzer: Any) -> int:
@@ -468,9 +502,7 @@ def instrument(services: Any, handlers: Sequence[Any], timings: Timings) -> None
     import ml.pipelines.ingest as ingest_module
 
     handler = handlers[0]  # the stores, the analyzer and the model are shared by every worker's handler
-    timings.wrap_async(handler.photos, "get", "read photo document")
-    timings.wrap_async(handler.photos, "get_many", "read neighbour documents")
-    timings.wrap_async(ingest_module, "load_display_image", "read blob + decode display JPEG")
+    timings.wrap_async(ingest_module, "load_analysis_images", "read blobs + decode display JPEGs (per batch)")
     timings.wrap_async(handler.blobs, "get", "read display blob (GridFS)")
     timings.wrap_async(services.analyzer, "analyze", "analyze (model pass || technical measures)")
     timings.wrap_sync(services.analyzer, "_model_pass", "model pass (model thread)")
@@ -478,11 +510,15 @@ def instrument(services: Any, handlers: Sequence[Any], timings: Timings) -> None
     timings.wrap_sync(analysis_module, "technical_measures", "technical measures (sum over threads)")
     timings.wrap_async(handler.vectors, "upsert", "Milvus upsert + flush")
     timings.wrap_async(ingest_module, "announce_suggestions_ready", "outbox record")
+    timings.wrap_async(services.jobs, "complete_many", "settle jobs (one bulk write per batch)")
     for each in handlers:
+        timings.wrap_async(each, "_read_photos", "read photo documents (per batch)")
         timings.wrap_async(each, "_neighbours", "Milvus search (+ in-batch similarities)")
-        timings.wrap_async(each, "_decide", "decide (neighbour docs, suggestions)")
-        timings.wrap_async(each, "_commit", "commit (READY write, offers, outbox)")
-        timings.wrap_async(each, "_offer_to_neighbours", "offer to neighbours' lists (bulk write)")
+        timings.wrap_async(each, "_neighbour_docs", "read neighbour documents (per batch)")
+        timings.wrap_sync(each, "_decide", "decide (suggestions, duplicates, offers)")
+        timings.wrap_async(each, "_offer_to_neighbours", "offer to neighbours' lists (per batch)")
+        timings.wrap_async(each, "_mark_ready", "READY writes (one bulk write per batch)")
+        timings.wrap_async(each, "_after_ready", "announce + hand on (outbox, face-check jobs)")
 
 
 async def run_pipeline(args: argparse.Namespace, model_dir: Path, photos: Sequence[bytes],
@@ -501,6 +537,7 @@ async def run_pipeline(args: argparse.Namespace, model_dir: Path, photos: Sequen
         settings = Settings(
             data_dir=data_dir, mongodb_uri=uri, mongodb_database="bench_ingest", clip_model=str(model_dir),
             clip_device="cpu", clip_batch_size=args.batch_size, worker_batch_size=args.batch_size,
+            worker_concurrency=args.concurrency,
             torch_threads=args.threads, log_json=False,
         )
         try:
@@ -518,6 +555,10 @@ async def run_pipeline(args: argparse.Namespace, model_dir: Path, photos: Sequen
                 result.mongo_peak = peak / 1024 if peak is not None else None
             await asyncio.to_thread(mongo.stop)
     return result
+
+
+def _since(before: dict[str, float]) -> dict[str, float]:
+    return {role: seconds - before.get(role, 0.0) for role, seconds in thread_cpu_seconds().items()}
 
 
 async def _bare_in_situ(services: Any, displays: Sequence[bytes], batch_size: int) -> BareResult:
@@ -570,7 +611,9 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
     # --- bare model right before the ingest, same process state ---
     await asyncio.to_thread(wait_for_quiet, args.quiet_wait)
     with phase(phases, "bare model, pipeline's embedder (before ingest)") as record:
+        threads = thread_cpu_seconds()
         result.bare_before = await _bare_in_situ(services, displays, args.batch_size)
+        result.threads_bare = _since(threads)
         record.note = f"{result.bare_before.rate:.2f} photos/s"
 
     # --- the worker, timed from its start until the last ingest job is settled, then until all are ---
@@ -586,26 +629,18 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
     expected = {kind: n for kind in handler_sets[0]}
 
     class TimedWorker(Worker):
-        async def _process(self, handler: Any, jobs: list[Any]) -> None:
+        async def _process(self, handler: Any, jobs: list[Any], loop: int = 0) -> None:
             kind = jobs[0].kind if jobs else "?"
             label = f"{kind} batches (lease excluded)" if not ready_event.is_set() else None
             token = BATCH_KIND.set(kind)
             start = time.perf_counter()
             try:
-                await super()._process(handler, jobs)
+                await super()._process(handler, jobs, loop)
             finally:
                 BATCH_KIND.reset(token)
             if label:
                 timings.add(label, time.perf_counter() - start, always=True)
-
-        async def _settle(self, job: Any, outcome: Any) -> None:
-            if not ready_event.is_set():
-                start = time.perf_counter()
-                await super()._settle(job, outcome)
-                timings.add(f"{job.kind}: settle jobs (one write each)", time.perf_counter() - start, always=True)
-            else:
-                await super()._settle(job, outcome)
-            settled[job.kind] += 1
+            settled[kind] += len(jobs)  # _process returns once every job of the batch is settled
             if settled[INGEST] >= n:
                 ready_event.set()
             if all(settled[k] >= v for k, v in expected.items()):
@@ -613,15 +648,21 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
 
     workers = [TimedWorker(services.jobs, handlers, lease_seconds=settings.job_lease_seconds,
                            max_attempts=settings.job_max_attempts, retry_base_seconds=settings.job_retry_base_seconds,
-                           poll_seconds=settings.worker_poll_seconds) for handlers in handler_sets]
+                           poll_seconds=settings.worker_poll_seconds, concurrency=settings.worker_concurrency)
+               for handlers in handler_sets]
     await asyncio.to_thread(wait_for_quiet, args.quiet_wait)
     profiler = cProfile.Profile() if args.profile else None
     with phase(phases, "pipeline: ingest (worker start -> all READY)") as record:
         mongo_cpu = child_cpu_seconds(result.mongo_pid) if result.mongo_pid else 0.0
+        threads = thread_cpu_seconds()
+        other_children = [pid for pid in child_pids() if pid != result.mongo_pid]
+        others_cpu = sum(child_cpu_seconds(pid) for pid in other_children)
         busy, own = machine_busy_seconds(), own_busy_seconds()
         cpu = cpu_seconds()
         if profiler is not None:
             profiler.enable()
+        print(f"ingest: {len(workers)} worker(s) starting (pid {os.getpid()}, SecantusDB pid {result.mongo_pid})",
+              flush=True)
         start = time.perf_counter()
         for worker in workers:
             worker.start()
@@ -632,6 +673,8 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
             profiler.disable()
         result.ready_cpu = cpu_seconds() - cpu
         result.mongo_cpu_ready = (child_cpu_seconds(result.mongo_pid) if result.mongo_pid else 0.0) - mongo_cpu
+        result.threads_ready = _since(threads)
+        result.others_cpu_ready = sum(child_cpu_seconds(pid) for pid in other_children) - others_cpu
         result.ready_others = max(0.0, (machine_busy_seconds() - busy) - (own_busy_seconds() - own))
         record.note = f"{n / result.ready_seconds:.2f} photos/s"
     timings.restore()
@@ -692,14 +735,16 @@ def fmt_mib(value: float | None) -> str:
 
 BREAKDOWN: tuple[tuple[str, int], ...] = (
     ("ingest batches (lease excluded)", 0),
-    ("read photo document", 1), ("read blob + decode display JPEG", 1), ("read display blob (GridFS)", 2),
+    ("read photo documents (per batch)", 1),
+    ("read blobs + decode display JPEGs (per batch)", 1), ("read display blob (GridFS)", 2),
     ("analyze (model pass || technical measures)", 1), ("model pass (model thread)", 2),
     ("embed_images (prep + forward)", 3), ("technical measures (sum over threads)", 2),
-    ("Milvus search (+ in-batch similarities)", 1), ("decide (neighbour docs, suggestions)", 1),
-    ("read neighbour documents", 2), ("Milvus upsert + flush", 1), ("commit (READY write, offers, outbox)", 1),
-    ("offer to neighbours' lists (bulk write)", 2), ("outbox record", 2),
-    ("ingest: settle jobs (one write each)", 1),
-    ("faces batches (lease excluded)", 0), ("faces: settle jobs (one write each)", 1),
+    ("Milvus search (+ in-batch similarities)", 1), ("read neighbour documents (per batch)", 1),
+    ("decide (suggestions, duplicates, offers)", 1), ("Milvus upsert + flush", 1),
+    ("offer to neighbours' lists (per batch)", 1), ("READY writes (one bulk write per batch)", 1),
+    ("announce + hand on (outbox, face-check jobs)", 1), ("outbox record", 2),
+    ("settle jobs (one bulk write per batch)", 1),
+    ("faces batches (lease excluded)", 0),
 )
 
 
@@ -719,7 +764,7 @@ def report(args: argparse.Namespace, photos: Sequence[bytes], megapixels: Sequen
     others = max(pipe.ready_others / pipe.ready_seconds, pipe.bare_before.others, pipe.bare_after.others)
     kinds = " + ".join(pipe.kinds)
     lines = [
-        "## Ingest throughput (bench/ingest.py)",
+        args.heading,
         "",
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}. "
         f"Python {platform.python_version()}, torch {torch.__version__}, {args.threads} torch threads. "
@@ -729,9 +774,11 @@ def report(args: argparse.Namespace, photos: Sequence[bytes], megapixels: Sequen
         "",
         f"Photos: {n} JPEGs (q90), {statistics.fmean(megapixels):.1f} MP mean "
         f"({min(megapixels):.1f}-{max(megapixels):.1f} MP), {sum(map(len, photos)) / 1e6:.0f} MB in all; "
-        f"display renditions (what the model sees) {statistics.fmean(map(len, displays)) / 1e3:.0f} KB mean. "
+        f"display renditions {statistics.fmean(map(len, displays)) / 1e3:.0f} KB mean, decoded at reduced "
+        f"scale for the model (``decode_for_analysis``, bare and pipeline alike). "
         f"Model: random-weight CLIP with ViT-B/32 shapes (the compute of clip-ViT-B-32). "
-        f"Batch size {args.batch_size} (model and worker). {args.workers} worker(s), job kinds: {kinds}.",
+        f"Batch size {args.batch_size} (model and worker). "
+        f"{args.workers} worker(s) x {args.concurrency} batches in flight, job kinds: {kinds}.",
         "",
         f"**Pipeline / bare model = {ratio:.2f}** (goal >= {GOAL:.2f}: {met}). "
         f"Other processes on the machine used up to {others:.2f} cores during the measurements"
@@ -814,7 +861,21 @@ def report(args: argparse.Namespace, photos: Sequence[bytes], megapixels: Sequen
         f"The model thread was busy {model_pass:.1f} s of the {pipe.ready_seconds:.1f} s "
         f"({model_pass / pipe.ready_seconds:.0%}); the bare model needs {n / bare_rate:.1f} s for the same photos.",
         "",
+        "CPU by thread (this process; core-seconds, from /proc/self/task) and by process, for the bare model "
+        "right before the ingest and for the ingest:",
+        "",
+        "| thread or process | bare model s | ingest s | ingest ms per photo |",
+        "| --- | ---: | ---: | ---: |",
     ]
+    roles = sorted(set(pipe.threads_bare) | set(pipe.threads_ready), key=lambda r: -pipe.threads_ready.get(r, 0.0))
+    for role in roles:
+        bare_s, ready_s = pipe.threads_bare.get(role, 0.0), pipe.threads_ready.get(role, 0.0)
+        if max(bare_s, ready_s) >= 0.01:
+            lines.append(f"| {role} | {bare_s:.2f} | {ready_s:.2f} | {1000 * ready_s / n:.1f} |")
+    for role, seconds in (("SecantusDB (child process)", pipe.mongo_cpu_ready),
+                          ("other child processes (milvus-lite)", pipe.others_cpu_ready)):
+        lines.append(f"| {role} | | {seconds:.2f} | {1000 * seconds / n:.1f} |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -832,12 +893,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
                         help="cache folder for the random b32 CLIP (git-ignored; built if missing)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report")
+    parser.add_argument("--heading", default="## Ingest throughput (bench/ingest.py)", help="report heading")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=Settings().worker_concurrency,
+                        help="batches in flight per worker (PHOTODUEL_WORKER_CONCURRENCY)")
     parser.add_argument("--workers", type=int, default=1,
                         help="Worker instances in this process, sharing the model thread (1 = photoduel serve)")
     parser.add_argument("--only-ingest", action="store_true",
                         help="run the worker with the ingest handler alone (no faces jobs)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0,
+    parser.add_argument("--quiet-wait", type=float, default=20.0,
                         help="before each measurement, wait up to this many seconds for other processes to "
                              "leave the CPUs idle")
     parser.add_argument("--autogroup-nice", type=int, default=None,

@@ -107,18 +107,19 @@ class Quality:
 
 
 def _grey(image: Image.Image) -> np.ndarray:
-    """Luminance as float64 in 8-bit units on a copy no longer than WORKING_MAX_SIDE."""
+    """Luminance as float32 in 8-bit units on a copy no longer than WORKING_MAX_SIDE.
+
+    float32 halves the memory traffic of float64 (this runs beside the model on the same cores) and its
+    24-bit mantissa is far finer than any 8-bit measure needs."""
     work = image if image.mode in ("RGB", "L") else image.convert("RGB")
     longest = max(work.size)
     if longest > WORKING_MAX_SIDE:
         scale = WORKING_MAX_SIDE / longest
         size = (max(1, round(work.width * scale)), max(1, round(work.height * scale)))
         work = work.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
-    if work.mode == "L":
-        return np.asarray(work, dtype=np.float64)
-    # Float luminance (Rec. 601 weights), not Pillow's rounded "L": rounding quantises the noise estimate.
-    rgb = np.asarray(work, dtype=np.float64)
-    return rgb @ np.array([0.299, 0.587, 0.114])
+    # Float luminance (Rec. 601 weights, Pillow's "F" mode), not the rounded "L": rounding quantises the
+    # noise estimate. Pillow computes it in one pass, twice as fast as numpy's matrix product.
+    return np.asarray(work.convert("F"), dtype=np.float32)
 
 
 def noise_sigma(grey: np.ndarray) -> float:
@@ -136,7 +137,7 @@ def laplacian_variance(grey: np.ndarray) -> float:
     if grey.shape[0] < 3 or grey.shape[1] < 3:
         return 0.0
     lap = 4.0 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
-    return float(lap.var())
+    return float(lap.var(dtype=np.float64))
 
 
 def sharpness_from(lap_var: float, sigma: float) -> float:
@@ -151,7 +152,7 @@ def noise_from(sigma: float) -> float:
 def exposure_from(grey: np.ndarray) -> float:
     if grey.size == 0:
         return 0.0
-    mean = float(grey.mean()) / 255.0
+    mean = float(grey.mean(dtype=np.float64)) / 255.0
     highlights = float((grey >= HIGHLIGHT_LEVEL).mean())
     shadows = float((grey <= SHADOW_LEVEL).mean())
     balance = 1.0 - ((mean - 0.5) / 0.5) ** 2
@@ -167,15 +168,20 @@ def resolution_from(width: int, height: int) -> float:
     return min(1.0, value)
 
 
-def technical_measures(image: Image.Image) -> TechnicalMeasures:
-    """Sharpness, exposure, noise and resolution of an image (see the module docstring)."""
+def technical_measures(image: Image.Image, original_size: tuple[int, int] | None = None) -> TechnicalMeasures:
+    """Sharpness, exposure, noise and resolution of an image (see the module docstring).
+
+    ``original_size``: the size of the photo as uploaded, when ``image`` is a reduced copy of it (the
+    pipeline measures the display rendition, decoded at reduced scale); resolution is a property of
+    the photo, not of the copy we look at."""
+    width, height = original_size or image.size
     grey = _grey(image)
     sigma = noise_sigma(grey)
     return TechnicalMeasures(
         sharpness=round(sharpness_from(laplacian_variance(grey), sigma), 4),
         exposure=round(exposure_from(grey), 4),
         noise=round(noise_from(sigma), 4),
-        resolution=round(resolution_from(image.width, image.height), 4),
+        resolution=round(resolution_from(width, height), 4),
     )
 
 

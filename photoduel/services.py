@@ -156,7 +156,7 @@ async def open_services(
                 services.worker = Worker(
                     services.jobs, services.handlers(), lease_seconds=settings.job_lease_seconds,
                     max_attempts=settings.job_max_attempts, retry_base_seconds=settings.job_retry_base_seconds,
-                    poll_seconds=settings.worker_poll_seconds,
+                    poll_seconds=settings.worker_poll_seconds, concurrency=settings.worker_concurrency,
                 )
                 services.worker.start()
                 start_periodic(services)

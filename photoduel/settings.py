@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     suggestions_max: int = Field(10, ge=1, le=50)
     worker_enabled: bool = True
     worker_batch_size: int = Field(8, ge=1, le=256)
+    # Batches in flight per worker process: with 2, one batch's reads and writes overlap the other's
+    # forward pass (the model itself runs one pass at a time). bench/ingest.py measures the effect.
+    worker_concurrency: int = Field(2, ge=1, le=16)
     worker_poll_seconds: float = Field(0.5, gt=0)
     job_lease_seconds: float = Field(60.0, gt=0)
     job_max_attempts: int = Field(5, ge=1)

@@ -60,6 +60,7 @@ class Worker:
         retry_base_seconds: float,
         poll_seconds: float,
         worker_id: str | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.queue = queue
         self.handlers = dict(handlers)
@@ -68,13 +69,24 @@ class Worker:
         self.retry_base_seconds = retry_base_seconds
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or default_worker_id()
+        self.concurrency = max(1, concurrency)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._in_flight: list[Job] = []
+        self._task: asyncio.Task[Any] | None = None
+        self._in_flight: dict[int, list[Job]] = {}
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"worker {self.worker_id}")
+        """Start `concurrency` batch loops sharing this worker's id, queue and handlers.
+
+        Two loops keep the model busy: while one batch is in the forward pass (the model thread runs
+        one pass at a time), the other decodes its photos, writes its results and settles its jobs.
+        """
+        loops = [self.run(loop) for loop in range(self.concurrency)]
+        self._task = asyncio.create_task(self._run_all(loops), name=f"worker {self.worker_id}")
+
+    @staticmethod
+    async def _run_all(loops: list[Any]) -> None:
+        await asyncio.gather(*loops)
 
     def wake(self) -> None:
         """Called after an enqueue in this process, so a new job does not wait for the next poll."""
@@ -91,16 +103,17 @@ class Worker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._in_flight:
-            released = await self.queue.release(self._in_flight, self.worker_id)
+        in_flight = [job for jobs in self._in_flight.values() for job in jobs]
+        if in_flight:
+            released = await self.queue.release(in_flight, self.worker_id)
             log.info("worker.released", worker=self.worker_id, jobs=released)
-            self._in_flight = []
+        self._in_flight.clear()
 
-    async def run(self) -> None:
-        log.info("worker.started", worker=self.worker_id, kinds=sorted(self.handlers))
+    async def run(self, loop: int = 0) -> None:
+        log.info("worker.started", worker=self.worker_id, loop=loop, kinds=sorted(self.handlers))
         while not self._stopping.is_set():
             try:
-                worked = await self.run_once()
+                worked = await self.run_once(loop)
             except Exception:
                 log.exception("worker.loop_error", worker=self.worker_id)
                 worked = False
@@ -108,9 +121,9 @@ class Worker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-        log.info("worker.stopped", worker=self.worker_id)
+        log.info("worker.stopped", worker=self.worker_id, loop=loop)
 
-    async def run_once(self) -> bool:
+    async def run_once(self, loop: int = 0) -> bool:
         """Lease and process one batch of the first kind that has work; True when anything was done.
 
         Kinds are in priority order (the order of `handlers`): a waiting ingest batch goes before any
@@ -123,7 +136,7 @@ class Worker:
                 self.worker_id, [kind], limit=handler.batch_size, lease_seconds=self.lease_seconds
             )
             if jobs:
-                await self._process(handler, jobs)
+                await self._process(handler, jobs, loop)
                 return True
         return False
 
@@ -132,8 +145,8 @@ class Worker:
             await asyncio.sleep(self.lease_seconds / 3)
             await self.queue.heartbeat(jobs, self.worker_id, lease_seconds=self.lease_seconds)
 
-    async def _process(self, handler: JobHandler, jobs: list[Job]) -> None:
-        self._in_flight = jobs
+    async def _process(self, handler: JobHandler, jobs: list[Job], loop: int = 0) -> None:
+        self._in_flight[loop] = jobs
         heartbeat = asyncio.create_task(self._heartbeat(jobs))
         try:
             try:
@@ -145,16 +158,19 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        settled = {job.id: outcomes.get(job.id, Retry("handler returned no outcome")) for job in jobs}
+        done = [(job, outcome.result) for job in jobs if isinstance(outcome := settled[job.id], Done)]
+        if done:  # the common case, one round trip for the batch
+            owned = await self.queue.complete_many(done, self.worker_id)
+            log.info("jobs.done", kind=jobs[0].kind, jobs=[str(job.id) for job, _ in done], owned=owned)
         for job in jobs:
-            outcome = outcomes.get(job.id, Retry("handler returned no outcome"))
-            await self._settle(job, outcome)
-        self._in_flight = []
+            if not isinstance(outcome := settled[job.id], Done):
+                await self._settle(job, outcome)
+        self._in_flight.pop(loop, None)
 
-    async def _settle(self, job: Job, outcome: Outcome) -> None:
-        if isinstance(outcome, Done):
-            owned = await self.queue.complete(job, self.worker_id, result=outcome.result)
-            log.info("job.done", job=str(job.id), kind=job.kind, attempts=job.attempts, owned=owned)
-        elif isinstance(outcome, Defer):
+    async def _settle(self, job: Job, outcome: Retry | Defer) -> None:
+        """A job that did not succeed: later without an attempt counted (Defer), or retried / parked."""
+        if isinstance(outcome, Defer):
             await self.queue.defer(job, self.worker_id, delay=outcome.delay, reason=outcome.reason)
             log.info("job.deferred", job=str(job.id), kind=job.kind, reason=outcome.reason)
         else:

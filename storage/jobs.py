@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -110,19 +110,30 @@ class JobQueue:
     async def lease(
         self, worker_id: str, kinds: Sequence[str], *, limit: int, lease_seconds: float
     ) -> list[Job]:
-        """Take up to `limit` runnable jobs: queued and due, or leased by a worker whose lease ran out."""
+        """Take up to `limit` runnable jobs: queued and due, or leased by a worker whose lease ran out.
+
+        Three round trips for any batch size, not one per job: read the oldest runnable ids, claim them
+        in one conditional update (a job another worker claimed in between no longer matches, so no job
+        is ever leased twice), read back what this lease token got. Jobs lost to a racing worker are
+        replaced from the next candidates, a couple of times at most.
+        """
         jobs: list[Job] = []
-        for _ in range(limit):
+        for _ in range(3):
             now = utcnow()
+            runnable = {
+                "kind": {"$in": list(kinds)},
+                "$or": [
+                    {"state": QUEUED, "run_at": {"$lte": now}},
+                    {"state": LEASED, "lease_expires": {"$lt": now}},
+                ],
+            }
+            candidates = [d["_id"] for d in await self._jobs.find(runnable, {"_id": 1})
+                          .sort("run_at", 1).limit(limit - len(jobs)).to_list(None)]
+            if not candidates:
+                break
             token = secrets.token_hex(8)
-            doc = await self._jobs.find_one_and_update(
-                {
-                    "kind": {"$in": list(kinds)},
-                    "$or": [
-                        {"state": QUEUED, "run_at": {"$lte": now}},
-                        {"state": LEASED, "lease_expires": {"$lt": now}},
-                    ],
-                },
+            await self._jobs.update_many(
+                {**runnable, "_id": {"$in": candidates}},
                 {
                     "$set": {
                         "state": LEASED, "lease_owner": worker_id, "lease_token": token,
@@ -130,12 +141,13 @@ class JobQueue:
                     },
                     "$inc": {"attempts": 1},
                 },
-                sort=[("run_at", 1)],
-                return_document=ReturnDocument.AFTER,
             )
-            if doc is None:
+            claimed = await self._jobs.find(
+                {"_id": {"$in": candidates}, "lease_owner": worker_id, "lease_token": token}
+            ).sort("run_at", 1).to_list(None)
+            jobs.extend(Job.from_doc(doc) for doc in claimed)
+            if len(claimed) == len(candidates) or len(jobs) >= limit:
                 break
-            jobs.append(Job.from_doc(doc))
         return jobs
 
     def _owned(self, job: Job, worker_id: str) -> dict[str, Any]:
@@ -162,6 +174,19 @@ class JobQueue:
              "$unset": {"lease_expires": ""}},
         )
         return res.modified_count == 1
+
+    async def complete_many(self, done: Sequence[tuple[Job, Mapping[str, Any]]], worker_id: str) -> int:
+        """`complete` for a whole batch in one round trip; returns how many this worker still owned."""
+        if not done:
+            return 0
+        now = utcnow()
+        result = await self._jobs.bulk_write([
+            UpdateOne(self._owned(job, worker_id),
+                      {"$set": {"state": DONE, "completed_at": now, "updated_at": now, "result": dict(outcome)},
+                       "$unset": {"lease_expires": ""}})
+            for job, outcome in done
+        ], ordered=False)
+        return result.modified_count
 
     async def fail(
         self, job: Job, worker_id: str, error: str, *, max_attempts: int, retry_in: float

@@ -177,8 +177,16 @@ class VectorIndex:
         return [str(r["id"]) for r in rows]
 
     async def delete(self, name: str, ids: Sequence[str]) -> None:
-        if ids:
-            await self._call(lambda: self._connect().delete(name, ids=list(ids)))
+        """Remove rows by id; nothing to do when the collection does not exist (yet)."""
+        if not ids:
+            return
+
+        def delete() -> None:
+            client = self._connect()
+            if client.has_collection(name):
+                client.delete(name, ids=list(ids))
+
+        await self._call(delete)
 
     async def drop(self, name: str) -> None:
         def drop() -> None:

@@ -325,3 +325,22 @@ def test_rendition_quality_ladder(astronaut: Image.Image) -> None:
     with Image.open(io.BytesIO(variants["original"].data)) as served:
         diff = np.abs(np.asarray(served, np.float64) - np.asarray(astronaut, np.float64)).mean()
     assert diff < 4
+
+
+def test_the_analysis_decode_is_reduced_but_never_below_twice_clips_input(astronaut: Image.Image) -> None:
+    """A 2048 px display rendition decodes at 1024 px (JPEG DCT scaling); small ones stay as they are."""
+    from ml.pipelines.display_image import ANALYSIS_SHORTEST_SIDE, decode_for_analysis
+
+    def jpeg(size: tuple[int, int]) -> bytes:
+        out = io.BytesIO()
+        astronaut.resize(size).save(out, "JPEG", quality=90)
+        return out.getvalue()
+
+    big = decode_for_analysis(jpeg((2048, 1536)))
+    assert big.mode == "RGB" and big.size == (1024, 768)
+    assert decode_for_analysis(jpeg((2048, 800))).size == (2048, 800)  # halving would go below the floor
+    assert decode_for_analysis(jpeg((400, 300))).size == (400, 300)
+    assert min(decode_for_analysis(jpeg((4000, 3000))).size) >= ANALYSIS_SHORTEST_SIDE
+    png = io.BytesIO()
+    astronaut.resize((2048, 1536)).save(png, "PNG")
+    assert decode_for_analysis(png.getvalue()).size == (2048, 1536)  # only JPEG has a cheap reduced decode

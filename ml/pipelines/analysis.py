@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ml.pipelines.models import ModelRegistry
+from ml.pipelines.pixel_lane import run_in_pixel_lane
 from ml.quality import ClipIqa, Quality, TechnicalMeasures, combine_quality, technical_measures
 from ml.tagger import TagSuggestion, ZeroShotTagger, choose_category, combine_suggestions, neighbour_tag_votes
 from ml.vocabulary import Vocabulary
@@ -59,11 +60,19 @@ class PhotoAnalyzer:
         vectors = self.models.embedder().embed_images(images)
         return vectors, tagger.tag_scores(vectors), tagger.category_scores(vectors), iqa.scores(vectors)
 
-    async def analyze(self, images: Sequence[Image.Image]) -> list[PhotoAnalysis]:
+    async def analyze(
+        self, images: Sequence[Image.Image], original_sizes: Sequence[tuple[int, int] | None] | None = None
+    ) -> list[PhotoAnalysis]:
+        """``original_sizes``: each photo's size as uploaded, when ``images`` are reduced copies."""
         vocab = self._vocabulary  # the tagger built for this pass uses this vocabulary
-        technical_task = asyncio.gather(*(asyncio.to_thread(technical_measures, im) for im in images))
-        vectors, tags, categories, aesthetic = await self.models.run(self._model_pass, images)
-        technical: list[TechnicalMeasures] = await technical_task
+        sizes = list(original_sizes) if original_sizes is not None else [None] * len(images)
+        # The pixel measures run in the pixel lane during the model pass (see ml.pipelines.pixel_lane).
+        technical_task = asyncio.create_task(run_in_pixel_lane(
+            lambda: [technical_measures(im, size) for im, size in zip(images, sizes, strict=True)]))
+        try:
+            vectors, tags, categories, aesthetic = await self.models.run(self._model_pass, images)
+        finally:
+            technical: list[TechnicalMeasures] = await technical_task
         return [
             PhotoAnalysis(
                 vector=vectors[i].astype(np.float32),

@@ -6,14 +6,20 @@ searches cost 90-400 ms at 100k vectors, so each photo's nearest neighbours are 
 kept on the photo (and the new photo is offered to its neighbours' lists); duels and similarPhotos
 read those lists and never wait for a vector search.
 
-Idempotent by construction: a photo already READY is skipped, the PROCESSING -> READY write is
-conditional, the Milvus write is an upsert, the neighbour offer replaces the entry and the
-announcement has an idempotency key. A worker killed mid-batch therefore costs a repeat of the
-batch's compute, never a photo processed twice.
+Idempotent by construction: the PROCESSING -> READY write is conditional, the Milvus write is an
+upsert, the neighbour offers replace their entries, and what follows READY (the announcement, the
+face-check job) is keyed, so a photo found READY already only gets those again, as no-ops or to
+finish what a crash interrupted. A worker killed mid-batch therefore costs a repeat of the batch's
+compute, never a photo processed twice or an announcement lost.
+
+Per batch, not per photo: one read of the photo documents, one of all their neighbours, one Milvus
+search, upsert and flush, one bulk write of offers and one of READY writes. On the 2-core reference
+box the database shares the cores with the model, so every round trip saved is forward-pass time.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +29,10 @@ import structlog
 from bson import ObjectId
 from PIL import Image
 from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from ml.pipelines.analysis import PhotoAnalysis, PhotoAnalyzer
-from ml.pipelines.display_image import load_display_image
+from ml.pipelines.display_image import load_analysis_images, original_size
 from ml.pipelines.models import ModelRegistry
 from ml.pipelines.upload import INGEST
 from notifications.outbox import Outbox, announce_suggestions_ready
@@ -98,55 +105,92 @@ class IngestHandler:
             return {job.id: Defer(delay=5.0, reason=f"model not ready: {reason}") for job in jobs}
 
         results: dict[Any, Outcome] = {}
-        work: list[tuple[Job, dict[str, Any], Image.Image]] = []
-        for job in jobs:
-            oid = parse_object_id(str(job.payload.get("photo_id", "")))
-            doc = await self.photos.get(oid) if oid else None
+        pending: list[tuple[Job, dict[str, Any]]] = []
+        finished: list[dict[str, Any]] = []
+        for job, doc in zip(jobs, await self._read_photos(jobs), strict=True):
             if doc is None or doc["status"] != PROCESSING:
                 results[job.id] = Done({"skipped": "gone" if doc is None else doc["status"]})
-                continue
-            try:
-                image = await load_display_image(self.blobs, doc)
-            except (BlobNotFound, OSError) as exc:
-                results[job.id] = Retry(f"image unreadable: {exc}")
-                continue
-            work.append((job, doc, image))
+                if doc is not None and doc["status"] == READY:
+                    finished.append(doc)
+            else:
+                pending.append((job, doc))
+        if finished:  # READY already: a retry after a crash between the READY write and what follows it
+            await self._after_ready(finished, [len(d.get("suggestions", [])) for d in finished])
+        work: list[tuple[Job, dict[str, Any], Image.Image]] = []
+        for (job, doc), image in zip(pending, await load_analysis_images(self.blobs, [d for _, d in pending]),
+                                     strict=True):
+            if isinstance(image, BlobNotFound | OSError):
+                results[job.id] = Retry(f"image unreadable: {image}")
+            elif isinstance(image, Exception):
+                raise image
+            else:
+                work.append((job, doc, image))
         if not work:
             return results
         for step in self.before_batch:
             await step()
 
-        analyses = await self.analyzer.analyze([image for _, _, image in work])
+        docs = [doc for _, doc, _ in work]
+        analyses = await self.analyzer.analyze([image for _, _, image in work], [original_size(d) for d in docs])
         embedder = self.models.embedder()
         collection = photo_collection(embedder.model_id, embedder.dim)
         await self.vectors.ensure_collection(collection, embedder.dim, PHOTO_SCALARS)
 
-        docs = [doc for _, doc, _ in work]
         vectors = np.stack([a.vector for a in analyses])
+        # Into the index before the search, as PROCESSING: of two batches in flight at once (two loops,
+        # or two workers) the one that searches second then sees the other's photos and offers itself
+        # to them. Searching first would let both miss each other for good.
+        await self.vectors.upsert(collection, [
+            {"id": str(doc["_id"]), "vector": analysis.vector, "owner": doc["owner"], "status": PROCESSING,
+             "category": max(analysis.category_scores, key=analysis.category_scores.__getitem__, default="")}
+            for doc, analysis in zip(docs, analyses, strict=True)
+        ])
         neighbours = await self._neighbours(collection, docs, vectors)
-        decisions = [await self._decide(doc, analysis, near, collection)
+        neighbour_docs = await self._neighbour_docs(neighbours)
+        decisions = [self._decide(doc, analysis, near, neighbour_docs, collection)
                      for doc, analysis, near in zip(docs, analyses, neighbours, strict=True)]
-        # One upsert and one flush per batch: a flush per photo would cost more than the model.
+        # The final row (READY, the chosen category); one upsert and flush per batch, as above: a flush
+        # per photo would cost more than the model.
         await self.vectors.upsert(collection, [d.row for d in decisions])
+        # Offers before the READY writes: they are idempotent, so a crash in between repeats them, where
+        # the other order would lose them (a READY photo is skipped on retry). Readers of the lists only
+        # show READY photos, so an offered photo that is not READY yet stays invisible.
+        await self._offer_to_neighbours([(doc["_id"], d.offers) for doc, d in zip(docs, decisions, strict=True)])
+        mine, failed = await self._mark_ready(docs, decisions)
         ready_docs: list[dict[str, Any]] = []
+        counts: list[int] = []
         for (job, doc, _), decision in zip(work, decisions, strict=True):
-            try:
-                ready = await self._commit(doc, decision)
-            except Exception as exc:
-                log.exception("ingest.photo_failed", photo=str(doc["_id"]))
-                results[job.id] = Retry(f"{type(exc).__name__}: {exc}")
+            if doc["_id"] in failed:
+                results[job.id] = Retry(failed[doc["_id"]])
                 continue
-            if ready is not None:
-                ready_docs.append(ready)
             results[job.id] = Done({"photo": str(doc["_id"])})
-        for step in self.after_ready:
-            await step(ready_docs)
+            if doc["_id"] in mine:  # not when another worker finished it first
+                ready_docs.append({**doc, **decision.fields})
+                counts.append(decision.suggestions)
+                self._log_ready(doc["_id"], decision)
+        await self._after_ready(ready_docs, counts)
         return results
+
+    async def _read_photos(self, jobs: Sequence[Job]) -> list[dict[str, Any] | None]:
+        """The batch's photo documents in one read, in job order (None for a bad or unknown id)."""
+        ids = [parse_object_id(str(job.payload.get("photo_id", ""))) for job in jobs]
+        found = await self.photos.get_many([oid for oid in ids if oid is not None])
+        by_id = {d["_id"]: d for d in found if d is not None}
+        return [by_id.get(oid) if oid is not None else None for oid in ids]
+
+    async def _neighbour_docs(self, neighbours: Sequence[Sequence[tuple[str, float]]]) -> dict[ObjectId, Any]:
+        """Every neighbour of the batch in one read: at scale the lists barely overlap, in a young
+        catalogue they overlap a lot, and either way it is one round trip instead of one per photo."""
+        ids = {oid for near in neighbours for i, _ in near if (oid := parse_object_id(i)) is not None}
+        # READY photos and photos still being processed (which will be READY); not FAILED ones.
+        return {d["_id"]: d for d in await self.photos.get_many(sorted(ids))
+                if d is not None and d["status"] in (READY, PROCESSING)}
 
     async def _neighbours(
         self, collection: str, docs: list[dict[str, Any]], vectors: np.ndarray
     ) -> list[list[tuple[str, float]]]:
-        """k nearest READY photos for each new photo, including the others of this batch."""
+        """k nearest photos for each new photo: READY ones, those of this batch and those of batches in
+        flight elsewhere (already in the index, as PROCESSING)."""
         k = self.config.neighbours_k
         hits = await self.vectors.search(collection, vectors, limit=k + len(docs))
         batch_ids = [str(d["_id"]) for d in docs]
@@ -161,12 +205,12 @@ class IngestHandler:
             result.append(ranked)
         return result
 
-    async def _decide(
-        self, doc: dict[str, Any], analysis: PhotoAnalysis, near: list[tuple[str, float]], collection: str
+    def _decide(
+        self, doc: dict[str, Any], analysis: PhotoAnalysis, near: list[tuple[str, float]],
+        neighbour_docs: Mapping[ObjectId, Any], collection: str,
     ) -> _Decision:
         """Everything the photo will become, computed before anything is written."""
         neighbour_ids = [parse_object_id(i) for i, _ in near]
-        neighbour_docs = {d["_id"]: d for d in await self.photos.get_many([i for i in neighbour_ids if i]) if d}
         known = [(oid, sim) for oid, (_, sim) in zip(neighbour_ids, near, strict=True) if oid in neighbour_docs]
         votes_from = [(sim, neighbour_docs[oid].get("tags", [])) for oid, sim in known]
         categories_from = [(sim, neighbour_docs[oid]["category"]) for oid, sim in known
@@ -195,24 +239,61 @@ class IngestHandler:
         entries = [e for e in neighbour.get("neighbours", []) if e["id"] != photo_id]
         return len(entries) < self.config.neighbours_k or similarity > min(e["similarity"] for e in entries)
 
-    async def _commit(self, doc: dict[str, Any], decision: _Decision) -> dict[str, Any] | None:
-        photo_id = doc["_id"]
-        updated = await self.photos.collection.find_one_and_update(
-            {"_id": photo_id, "status": PROCESSING},
-            {"$set": {**decision.fields, "ready_at": now(), "updated_at": now()}},
-            return_document=True,
-        )
-        if updated is None:
-            return None  # another worker finished it first
-        await self._offer_to_neighbours(photo_id, decision.offers)
-        record, created = await announce_suggestions_ready(self.outbox, updated, decision.suggestions)
-        if created and self.on_announced is not None:
-            await self.on_announced(record)
+    async def _mark_ready(
+        self, docs: Sequence[dict[str, Any]], decisions: Sequence[_Decision]
+    ) -> tuple[set[ObjectId], dict[ObjectId, str]]:
+        """The batch's PROCESSING -> READY writes in one round trip: (photos this batch made READY,
+        photos whose write failed with the reason).
+
+        Each write is conditional on PROCESSING, so a photo another worker finished first is left alone;
+        when not every write matched, the batch's `ingest_token` tells which ones were ours. Each is a
+        pipeline update, so the kept list merges with offers that arrived while the photo was processed
+        (a concurrent batch that saw it in Milvus) instead of overwriting them.
+        """
+        token = secrets.token_hex(8)
+        stamp = now()
+        operations = []
+        for doc, decision in zip(docs, decisions, strict=True):
+            fields = {**decision.fields, "ready_at": stamp, "updated_at": stamp, "ingest_token": token}
+            kept = fields.pop("neighbours")
+            operations.append(UpdateOne(
+                {"_id": doc["_id"], "status": PROCESSING},
+                [{"$set": {**{key: {"$literal": value} for key, value in fields.items()},
+                           "neighbours": self._merged_list(kept)}}],
+            ))
+        ids = [doc["_id"] for doc in docs]
+        failed: dict[ObjectId, str] = {}
+        try:
+            result = await self.photos.collection.bulk_write(operations, ordered=False)
+            matched = result.matched_count
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                failed[ids[error["index"]]] = f"READY write failed: {error.get('errmsg', error)}"
+            matched = -1
+            log.error("ingest.ready_write_failed", photos=[str(i) for i in failed], errors=list(failed.values()))
+        if matched == len(ids):
+            return set(ids), failed
+        mine = {d["_id"] async for d in self.photos.collection.find({"_id": {"$in": ids}, "ingest_token": token},
+                                                                     {"_id": 1})}
+        return mine, failed
+
+    async def _after_ready(self, ready: Sequence[dict[str, Any]], suggestion_counts: Sequence[int]) -> None:
+        """Announce and hand on: idempotent (the announcement has a key, follow-up jobs are keyed), so a
+        retried batch may run it again for photos it finds READY already."""
+        for doc, count in zip(ready, suggestion_counts, strict=True):
+            record, created = await announce_suggestions_ready(self.outbox, doc, count)
+            if created and self.on_announced is not None:
+                await self.on_announced(record)
+        if ready:
+            for step in self.after_ready:
+                await step(list(ready))
+
+    @staticmethod
+    def _log_ready(photo_id: ObjectId, decision: _Decision) -> None:
         fields = decision.fields
         log.info("photo.ready", photo=str(photo_id), category=fields["category"], suggestions=decision.suggestions,
                  quality=round(fields["quality"]["score"], 3), neighbours=len(fields["neighbours"]),
                  duplicate_of=str(fields["duplicate_of"]) if fields["duplicate_of"] else None)
-        return updated
 
     def _duplicate_of(
         self, doc: dict[str, Any], known: list[tuple[ObjectId, float]], neighbour_docs: Mapping[ObjectId, Any]
@@ -228,20 +309,38 @@ class IngestHandler:
         first = min(candidates, key=lambda d: (d["created_at"], d["_id"]))
         return first.get("duplicate_of") or first["_id"]
 
-    async def _offer_to_neighbours(self, photo_id: ObjectId, offers: list[tuple[ObjectId, float]]) -> None:
-        """Insert the new photo into its neighbours' lists, kept sorted and capped, in one round trip."""
-        if not offers:
+    async def _offer_to_neighbours(self, offers: Sequence[tuple[ObjectId, Sequence[tuple[ObjectId, float]]]]) -> None:
+        """Insert the batch's new photos into their neighbours' kept lists: one update per neighbour, all
+        in one round trip.
+
+        Each update removes any earlier entries of these photos (a retried batch), appends the new ones
+        and keeps the k most similar, sorted, in one atomic pipeline update (``$sortArray``: MongoDB 5.2+).
+        """
+        batch = {photo_id for photo_id, _ in offers}
+        by_neighbour: dict[ObjectId, list[dict[str, Any]]] = {}
+        for photo_id, photo_offers in offers:
+            for neighbour_id, similarity in photo_offers:
+                if neighbour_id in batch:
+                    continue  # its own READY write sets its list, which holds this photo already
+                by_neighbour.setdefault(neighbour_id, []).append({"id": photo_id, "similarity": round(similarity, 5)})
+        if not by_neighbour:
             return
-        k = self.config.neighbours_k
-        operations: list[UpdateOne] = []
-        for oid, sim in offers:
-            operations.append(UpdateOne({"_id": oid}, {"$pull": {"neighbours": {"id": photo_id}}}))
-            operations.append(UpdateOne(
-                {"_id": oid},
-                {"$push": {"neighbours": {"$each": [{"id": photo_id, "similarity": round(sim, 5)}],
-                                          "$sort": {"similarity": -1}, "$slice": k}}},
-            ))
-        await self.photos.collection.bulk_write(operations, ordered=True)
+        operations = [UpdateOne({"_id": neighbour_id}, [{"$set": {"neighbours": self._merged_list(entries)}}])
+                      for neighbour_id, entries in by_neighbour.items()]
+        await self.photos.collection.bulk_write(operations, ordered=False)
+
+    def _merged_list(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Aggregation expression: the stored kept list without ``entries``' photos, plus ``entries``,
+        the k most similar first."""
+        ids = [e["id"] for e in entries]
+        return {"$slice": [{"$sortArray": {
+            "input": {"$concatArrays": [
+                {"$filter": {"input": {"$ifNull": ["$neighbours", []]},
+                             "cond": {"$not": [{"$in": ["$$this.id", ids]}]}}},
+                {"$literal": list(entries)},
+            ]},
+            "sortBy": {"similarity": -1},
+        }}, self.config.neighbours_k]}
 
     async def on_parked(self, job: Job, error: str) -> None:
         oid = parse_object_id(str(job.payload.get("photo_id", "")))
@@ -251,4 +350,7 @@ class IngestHandler:
             {"_id": oid, "status": PROCESSING},
             {"$set": {"status": FAILED, "failure": {"reason": error[:500], "at": now()}, "updated_at": now()}},
         )
+        if self.models.ready:  # a row the failed batch may have left (it goes into the index before the search)
+            embedder = self.models.embedder()
+            await self.vectors.delete(photo_collection(embedder.model_id, embedder.dim), [str(oid)])
         log.error("photo.failed", photo=str(oid), reason=error)

@@ -1,0 +1,104 @@
+"""The kept neighbour lists under concurrent batches.
+
+Duels and similarPhotos read these lists and never search Milvus, so a list that misses a close photo
+(because two batches were in flight at once and each searched before seeing the other) would silently
+narrow matchmaking. The worker here runs two batches of two at a time, as `photoduel serve` does.
+
+What the design guarantees (ml/pipelines/ingest.py): a photo's list is its exact top k at its ingest,
+and a later photo joins it when the earlier photo is among the later one's top k. So two photos that
+are each in the other's exact top k always hold each other, whatever the order and concurrency of their
+batches; a photo in p's top k that does not have p in its own may be missing (kNN is not symmetric and
+no reverse search is made).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+from bson import ObjectId
+
+from photoduel.settings import Settings
+from tests.servers import LiveServer
+from tests.tokens import auth_header
+from tests.uploads import generated_photo, jpeg_bytes, skimage_photo, upload_ok
+
+K = 4
+OWNERS = [auth_header(f"owner-{i}") for i in range(3)]
+
+
+def wait_all_ready(server: LiveServer, ids: list[str], timeout: float = 180.0) -> list[dict[str, Any]]:
+    db = server.services.db
+    oids = [ObjectId(i) for i in ids]
+
+    async def ready() -> list[dict[str, Any]]:
+        return await db.photos.find({"_id": {"$in": oids}, "status": "READY"}).to_list(None)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        docs = server.run(ready())
+        if len(docs) == len(ids):
+            return docs
+        time.sleep(0.2)
+    raise AssertionError(f"{len(docs)} of {len(ids)} photos READY after {timeout} s")
+
+
+def exact_top_k(server: LiveServer, docs: list[dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
+    """Brute-force cosine top k over the stored vectors: what every kept list should hold."""
+    ids = [str(d["_id"]) for d in docs]
+    vectors = server.run(server.services.vectors.get_vectors(docs[0]["vector_collection"], ids))
+    matrix = np.stack([vectors[i] for i in ids])
+    sims = matrix @ matrix.T
+    top: dict[str, list[tuple[str, float]]] = {}
+    for row, photo_id in enumerate(ids):
+        order = [j for j in np.argsort(-sims[row]) if j != row][:K]
+        top[photo_id] = [(ids[j], float(sims[row, j])) for j in order]
+    return top
+
+
+def test_mutual_neighbours_hold_each_other_after_concurrent_batches(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(neighbours_k=K, worker_batch_size=2, worker_concurrency=2, near_duplicate_cosine=0.999)
+    with LiveServer(settings, run_worker=False) as api, httpx.Client(base_url=api.url, timeout=60) as http:
+        images = [generated_photo(300 + i) for i in range(9)] + [skimage_photo(n) for n in ("coffee", "chelsea")]
+        ids = [upload_ok(http, jpeg_bytes(im), OWNERS[i % 3])["id"] for i, im in enumerate(images)]
+
+    with LiveServer(settings, run_worker=True) as worker:
+        worker.wait_model()
+        docs = wait_all_ready(worker, ids)
+        exact = exact_top_k(worker, docs)
+    kept = {str(d["_id"]): {str(e["id"]): e["similarity"] for e in d["neighbours"]} for d in docs}
+    mutual = 0
+    for photo_id, top in exact.items():
+        assert len(kept[photo_id]) == K
+        similarities = [e["similarity"] for d in docs if str(d["_id"]) == photo_id for e in d["neighbours"]]
+        assert similarities == sorted(similarities, reverse=True)
+        for other, similarity in top:
+            if photo_id in dict(exact[other]):
+                mutual += 1
+                assert other in kept[photo_id], f"{photo_id} lost its mutual neighbour {other}: {kept[photo_id]}"
+                assert abs(kept[photo_id][other] - similarity) < 1e-4
+    assert mutual >= len(ids)  # the check had pairs to check
+
+
+def test_an_offer_made_while_a_photo_is_processing_survives_its_ready_write(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A concurrent batch may offer its photo to one still PROCESSING here; the READY write merges."""
+    settings = make_settings(neighbours_k=K)
+    with LiveServer(settings, run_worker=False) as api, httpx.Client(base_url=api.url, timeout=60) as http:
+        photo_id = upload_ok(http, jpeg_bytes(generated_photo(77)), OWNERS[0])["id"]
+        offered = {"id": ObjectId(), "similarity": 0.99}  # a photo of another batch, not READY yet
+
+        async def offer() -> None:
+            await api.services.db.photos.update_one({"_id": ObjectId(photo_id), "status": "PROCESSING"},
+                                                    {"$push": {"neighbours": offered}})
+
+        api.run(offer())
+
+    with LiveServer(settings, run_worker=True) as worker:
+        worker.wait_model()
+        (doc,) = wait_all_ready(worker, [photo_id])
+    assert doc["neighbours"][0] == offered
