@@ -105,6 +105,24 @@ async def test_a_killed_worker_loses_no_job_and_nothing_runs_twice(db: Any) -> N
     # The dead worker's late completion is refused: the lease is no longer its own.
     stale = Job(id=ids[0], kind="test", payload={}, attempts=1, lease_token="stale")
     assert await queue.complete(stale, dying.worker_id) is False
+    assert await queue.complete_many([(stale, {"late": True})], dying.worker_id) == 0
+    assert (await queue.get(ids[0]))["result"] == {"ok": True}
+
+
+async def test_racing_leases_never_share_a_job(db: Any) -> None:
+    """A batch lease is read-then-claim; the claim's condition keeps two racing workers apart."""
+    queue = JobQueue(db.jobs)
+    ids = {await queue.enqueue("test", {"n": i}) for i in range(20)}
+    batches = await asyncio.gather(*(queue.lease(f"w{w}", ["test"], limit=6, lease_seconds=30) for w in range(4)))
+    leased = [job.id for batch in batches for job in batch]
+    assert len(leased) == len(set(leased))  # no job in two batches
+    assert len(leased) >= 6  # racing claims may leave a worker short (it leases again next loop), never empty-handed all
+    for w, batch in enumerate(batches):
+        for job in batch:
+            doc = await queue.get(job.id)
+            assert doc["lease_owner"] == f"w{w}" and doc["lease_token"] == job.lease_token and doc["attempts"] == 1
+    rest = await queue.lease("late", ["test"], limit=20, lease_seconds=30)
+    assert {job.id for job in rest} == ids - set(leased)
 
 
 async def test_failures_retry_with_backoff_then_park(db: Any) -> None:
