@@ -8,6 +8,15 @@ import sys
 import structlog
 
 
+class UnimplementedRpcFilter(logging.Filter):
+    """Drops gRPC's "Method not implemented!" tracebacks: milvus-lite's in-process server lacks
+    AllocTimestamp, which pymilvus calls while waiting for an index build and then does without. Left
+    in, every first start would log an ERROR with a traceback that needs no action."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], NotImplementedError))
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -34,5 +43,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("pymongo", "httpx", "httpcore", "urllib3", "filelock", "PIL"):
+    for noisy in ("pymongo", "httpx", "httpcore", "urllib3", "filelock", "PIL", "faiss"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    grpc_server = logging.getLogger("grpc._server")
+    if not any(isinstance(f, UnimplementedRpcFilter) for f in grpc_server.filters):
+        grpc_server.addFilter(UnimplementedRpcFilter())

@@ -72,7 +72,12 @@ class VectorIndex:
 
     def _connect(self) -> MilvusClient:
         if self._client is None:
-            kwargs = {"token": self._token} if self._token else {}
+            kwargs: dict[str, Any] = {"token": self._token} if self._token else {}
+            if "://" not in self.uri:
+                # milvus-lite serves in this process: pymilvus' keepalive pings (every 10 s, even with no
+                # call open) only make its gRPC server answer GOAWAY "too_many_pings" into the log.
+                kwargs["grpc_options"] = {"grpc.keepalive_time_ms": 2**31 - 1,
+                                          "grpc.keepalive_permit_without_calls": False}
             self._client = MilvusClient(self.uri, **kwargs)
         return self._client
 
