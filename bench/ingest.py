@@ -51,6 +51,7 @@ import platform
 import pstats
 import re
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -919,7 +920,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = " ".join([".venv/bin/python", "bench/ingest.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join([".venv/bin/python", "bench/ingest.py", *(argv if argv is not None else sys.argv[1:])])
     import torch
 
     from photoduel.logging import configure_logging
