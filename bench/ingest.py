@@ -24,7 +24,7 @@ generated scenes, all with sensor-like grain), JPEG-encoded once up front. In on
    serve`` runs them; ``--only-ingest`` for the ingest jobs alone), timed from its start until the last
    ingest job is settled: every photo READY. Per batch that covers leasing the jobs, reading each photo
    document and its display rendition from GridFS, JPEG decode, the model pass (embedding, zero-shot
-   tag/category and CLIP-IQA text-side scoring), the technical quality measures (in threads, during
+   tag/category and CLIP-IQA text-side scoring), the technical quality measures (in the pixel thread, during
    the model pass), Milvus search + upsert + flush, neighbour reads, the READY write, neighbour-list
    offers, the outbox record and the job completion; and the batches of other kinds (faces) the worker
    runs in between. The time until every job of every kind is settled is reported too.
@@ -508,7 +508,7 @@ def instrument(services: Any, handlers: Sequence[Any], timings: Timings) -> None
     timings.wrap_async(services.analyzer, "analyze", "analyze (model pass || technical measures)")
     timings.wrap_sync(services.analyzer, "_model_pass", "model pass (model thread)")
     timings.wrap_sync(services.models.embedder(), "embed_images", "embed_images (prep + forward)")
-    timings.wrap_sync(analysis_module, "technical_measures", "technical measures (sum over threads)")
+    timings.wrap_sync(analysis_module, "technical_measures", "technical measures (pixel thread)")
     timings.wrap_async(handler.vectors, "upsert", "Milvus upsert + flush")
     timings.wrap_async(ingest_module, "announce_suggestions_ready", "outbox record")
     timings.wrap_async(services.jobs, "complete_many", "settle jobs (one bulk write per batch)")
@@ -739,7 +739,7 @@ BREAKDOWN: tuple[tuple[str, int], ...] = (
     ("read photo documents (per batch)", 1),
     ("read blobs + decode display JPEGs (per batch)", 1), ("read display blob (GridFS)", 2),
     ("analyze (model pass || technical measures)", 1), ("model pass (model thread)", 2),
-    ("embed_images (prep + forward)", 3), ("technical measures (sum over threads)", 2),
+    ("embed_images (prep + forward)", 3), ("technical measures (pixel thread)", 2),
     ("Milvus search (+ in-batch similarities)", 1), ("read neighbour documents (per batch)", 1),
     ("decide (suggestions, duplicates, offers)", 1), ("Milvus upsert + flush", 1),
     ("offer to neighbours' lists (per batch)", 1), ("READY writes (one bulk write per batch)", 1),
@@ -845,7 +845,7 @@ def report(args: argparse.Namespace, photos: Sequence[bytes], megapixels: Sequen
     lines += [
         "",
         f"Where the time goes, worker start -> all READY ({pipe.ready_seconds:.1f} s): wall seconds summed; "
-        "nested rows are inside the row above; the technical measures run in threads during the model pass, "
+        "nested rows are inside the row above; the technical measures run in the pixel thread during the model pass, "
         "so their sum overlaps it; time in no row is leasing jobs and the event loop.",
         "",
         "| step | calls | seconds | ms per photo |",
