@@ -167,13 +167,7 @@ class JobQueue:
 
     async def complete(self, job: Job, worker_id: str, *, result: Mapping[str, Any] | None = None) -> bool:
         """Mark done; False when this worker no longer owns the lease (another worker took it over)."""
-        now = utcnow()
-        res = await self._jobs.update_one(
-            self._owned(job, worker_id),
-            {"$set": {"state": DONE, "completed_at": now, "updated_at": now, "result": dict(result or {})},
-             "$unset": {"lease_expires": ""}},
-        )
-        return res.modified_count == 1
+        return await self.complete_many([(job, result or {})], worker_id) == 1
 
     async def complete_many(self, done: Sequence[tuple[Job, Mapping[str, Any]]], worker_id: str) -> int:
         """`complete` for a whole batch in one round trip; returns how many this worker still owned."""

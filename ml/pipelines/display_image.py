@@ -39,12 +39,6 @@ async def load_display_image(blobs: BlobStore, doc: dict[str, Any]) -> Image.Ima
     return await asyncio.to_thread(lambda: Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-async def load_analysis_image(blobs: BlobStore, doc: dict[str, Any]) -> Image.Image:
-    """One photo's display rendition as the ingest decodes it (for reindex: the same vector)."""
-    data = await blobs.get(doc["blobs"]["display"])
-    return await run_in_pixel_lane(lambda: decode_for_analysis(data))
-
-
 async def load_analysis_images(blobs: BlobStore, docs: Sequence[dict[str, Any]]) -> list[Image.Image | Exception]:
     """A batch's display renditions, read concurrently and decoded one after another in the pixel lane.
 

@@ -15,7 +15,7 @@ import numpy as np
 from bson import ObjectId
 
 from ml.pipelines.analysis import PhotoAnalyzer
-from ml.pipelines.display_image import load_analysis_image
+from ml.pipelines.display_image import load_analysis_images
 from ml.pipelines.ingest import PHOTO_SCALARS, photo_collection
 from storage.blobs import BlobStore
 from storage.photos import READY, PhotoRepository, now
@@ -41,7 +41,10 @@ async def reindex_all(
     for start in range(0, len(docs), batch_size):
         batch = docs[start:start + batch_size]
         # The ingest's own decode, so a reindexed photo's vector is the one ingest would have made.
-        images = [await load_analysis_image(blobs, d) for d in batch]
+        decoded = await load_analysis_images(blobs, batch)
+        images = [image for image in decoded if not isinstance(image, Exception)]
+        if len(images) < len(decoded):  # a photo READY without a readable rendition: say which, stop
+            raise next(image for image in decoded if isinstance(image, Exception))
         matrix = await analyzer.models.run(embedder.embed_images, images)
         await vectors.upsert(collection, [
             {"id": str(d["_id"]), "vector": v, "category": d.get("category") or "", "owner": d["owner"],
