@@ -534,7 +534,7 @@ async def run_pipeline(args: argparse.Namespace, model_dir: Path, photos: Sequen
         uri = await asyncio.to_thread(mongo.start)
         result.mongo_pid = mongo._process.pid if mongo._process is not None else None
         if result.mongo_pid is not None:  # its own session, so its own autogroup
-            favour(result.mongo_pid, args.autogroup_nice)
+            favour(result.mongo_pid, args.autogroup_nice if args.db_autogroup_nice is None else args.db_autogroup_nice)
         settings = Settings(
             data_dir=data_dir, mongodb_uri=uri, mongodb_database="bench_ingest", clip_model=str(model_dir),
             clip_device="cpu", clip_batch_size=args.batch_size, worker_batch_size=args.batch_size,
@@ -908,6 +908,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--autogroup-nice", type=int, default=None,
                         help="on a shared machine, give this process and its SecantusDB child this scheduler "
                              "autogroup nice value (e.g. -10; needs root or CAP_SYS_NICE)")
+    parser.add_argument("--db-autogroup-nice", type=int, default=None,
+                        help="SecantusDB's own autogroup nice value, when it should differ from --autogroup-nice")
     parser.add_argument("--profile", type=Path, default=None,
                         help="cProfile the event-loop thread during the ingest; stats to this file")
     args = parser.parse_args(argv)

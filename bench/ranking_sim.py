@@ -23,7 +23,8 @@ the first time a target is reached *and held* for the next vote per photo (a luc
 noisy ranking is not a featured list players can trust); the first crossing is reported as well.
 Also: the largest share of all duels one photo took, and the share of duels between k-NN neighbours
 (either photo in the other's list; the rest are placement or fallback pairs). Medians over seeds;
-"—" when the median run did not get there within the cap.
+"—" when the median run did not get there within the cap. The featured target has a long tail, so a
+second table gives each strategy's quartiles over the seeds: with 10 seeds a median can be luck.
 
     .venv/bin/python bench/ranking_sim.py                 # N = 200, both variants, slopes 1.7/1.0, r 0/.5/.7
     .venv/bin/python bench/ranking_sim.py --full          # N = 200 and 1000
@@ -287,6 +288,42 @@ def table(results: list[RunResult], args: argparse.Namespace, rho_attr: str, top
     return "\n".join(lines)
 
 
+def _quartiles(xs: list[float]) -> str:
+    """Lower quartile - median - upper quartile ("—" for a quartile the runs did not reach)."""
+    if not xs:
+        return "—"
+    ordered = sorted(xs)
+    lower, upper = (ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] for q in (0.25, 0.75))
+    at = [lower, _median(ordered), upper]  # the middle one as in the headline table
+    return " / ".join(_fmt(x) for x in at)
+
+
+def spread(results: list[RunResult], args: argparse.Namespace) -> str:
+    """How much the per-seed figures scatter around the medians of the headline table: the featured
+    target in particular has a long tail (a run whose recall sits at 0.75 can stay there for tens of
+    votes per photo), so a median over few seeds moves a lot from one set of seeds to the next."""
+    lines = [
+        "| N | neighbourhoods | slope | r | strategy | (1) quartiles | (2) quartiles | runs |",
+        "|" + "---|" * 8,
+    ]
+
+    def key(x: RunResult) -> tuple[int, str, float, str, float | None]:
+        t = x.task
+        return (t.n, t.variant, t.slope, t.strategy, None if math.isnan(t.r) else t.r)
+
+    groups: dict[tuple[int, str, float, str, float | None], list[RunResult]] = {}
+    for x in results:
+        groups.setdefault(key(x), []).append(x)
+    for (n, v, s, strat, r), rows in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2], kv[0][4] or -1.0, kv[0][3])
+    ):
+        lines.append(
+            f"| {n} | {v} | {s:g} | {'—' if r is None else f'{r:g}'} | {strat} "
+            f"| {_quartiles([x.votes_rho for x in rows])} | {_quartiles([x.votes_top for x in rows])} | {len(rows)} |"
+        )
+    return "\n".join(lines)
+
+
 def ablation(results: list[RunResult], args: argparse.Namespace) -> str:
     """(d) with placement duels vs (e) neighbour duels only, at the strongest model prior."""
     r = max(args.r)
@@ -350,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n\nFirst crossing:\n\n"
         + table(results, args, "first_rho", "first_top")
     )
+    text += "\n\nSpread over seeds (held; lower quartile / median / upper quartile):\n\n" + spread(results, args)
     if "e" in args.strategies and {"a", "d"} <= set(args.strategies):
         text += f"\n\nPlacement duels, r = {max(args.r):g} (held):\n\n" + ablation(results, args)
     header = (
