@@ -251,14 +251,27 @@ def build_tasks(args: argparse.Namespace, policy: MatchPolicy, env: RatingEnv) -
     return tasks
 
 
-def table(results: list[RunResult], args: argparse.Namespace, rho_attr: str, top_attr: str) -> str:
-    by: dict[tuple, list[RunResult]] = {}
+GroupKey = tuple[int, str, float, str, float | None]
+
+
+def _group_key(n: int, variant: str, slope: float, strategy: str, r: float) -> GroupKey:
+    """Runs that share a row: (a)-(c) do not use the model score, so r does not split them."""
+    return (n, variant, slope, strategy, None if strategy in "abc" else r)
+
+
+def _by_group(results: list[RunResult]) -> dict[GroupKey, list[RunResult]]:
+    by: dict[GroupKey, list[RunResult]] = {}
     for res in results:
         t = res.task
-        by.setdefault((t.n, t.variant, t.slope, t.strategy, None if t.strategy in "abc" else t.r), []).append(res)
+        by.setdefault(_group_key(t.n, t.variant, t.slope, t.strategy, t.r), []).append(res)
+    return by
+
+
+def table(results: list[RunResult], args: argparse.Namespace, rho_attr: str, top_attr: str) -> str:
+    by = _by_group(results)
 
     def med(n, v, s, strat, r, attr):
-        rows = by.get((n, v, s, strat, None if strat in "abc" else r), [])
+        rows = by.get(_group_key(n, v, s, strat, r), [])
         return _median([getattr(x, attr) for x in rows]) if rows else math.nan
 
     lines = [
@@ -307,16 +320,11 @@ def spread(results: list[RunResult], args: argparse.Namespace) -> str:
         "|" + "---|" * 8,
     ]
 
-    def key(x: RunResult) -> tuple[int, str, float, str, float | None]:
-        t = x.task
-        return (t.n, t.variant, t.slope, t.strategy, None if math.isnan(t.r) else t.r)
+    def order(item: tuple[GroupKey, list[RunResult]]) -> tuple[int, str, float, float, str]:
+        n, v, s, strat, r = item[0]
+        return (n, v, -s, -1.0 if r is None else r, strat)
 
-    groups: dict[tuple[int, str, float, str, float | None], list[RunResult]] = {}
-    for x in results:
-        groups.setdefault(key(x), []).append(x)
-    for (n, v, s, strat, r), rows in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2], kv[0][4] or -1.0, kv[0][3])
-    ):
+    for (n, v, s, strat, r), rows in sorted(_by_group(results).items(), key=order):
         lines.append(
             f"| {n} | {v} | {s:g} | {'—' if r is None else f'{r:g}'} | {strat} "
             f"| {_quartiles([x.votes_rho for x in rows])} | {_quartiles([x.votes_top for x in rows])} | {len(rows)} |"
