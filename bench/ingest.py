@@ -1,8 +1,8 @@
 """Ingest throughput: photos per second through the whole pipeline against the bare model, in one run.
 
     .venv/bin/python bench/ingest.py [--photos 96] [--batch-size 16] [--threads N] [--workers 1]
-        [--only-ingest] [--model-dir bench/.models/clip-vit-b32-random] [--out bench/out/ingest.md]
-        [--autogroup-nice -10] [--profile PATH]
+        [--device cpu] [--photo-cache DIR] [--only-ingest] [--model-dir bench/.models/clip-vit-b32-random]
+        [--out bench/out/ingest.md] [--autogroup-nice -10] [--profile PATH]
 
 Goal (BENCHMARKS.md): the pipeline reaches at least 85% of the bare model's throughput on the same photos.
 
@@ -61,6 +61,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -359,33 +360,64 @@ def _grain(image: Image.Image, sigma: float, rng: np.random.Generator) -> Image.
     return Image.fromarray(np.clip(array + noise, 0, 255).astype(np.uint8))
 
 
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def make_photos(count: int, seed: int) -> list[bytes]:
-    """``count`` JPEGs (quality 90), two in three from scikit-image photos, one in three generated."""
+    """``count`` JPEGs (quality 90), two in three from scikit-image photos, one in three generated.
+
+    The random draws stay in one sequence (the same photos for a seed on any machine); the JPEG encodes
+    run in threads (Pillow releases the GIL), a few behind the generator so memory stays bounded."""
     rng = np.random.default_rng(seed)
     sources = {name: _skimage_photo(name) for name in SKIMAGE_PHOTOS}
-    photos: list[bytes] = []
-    for i in range(count):
-        size = SIZES[i % len(SIZES)]
-        if i % 3 == 2:
-            image = _generated_scene(size, rng)
-        else:
-            image = _cover(sources[SKIMAGE_PHOTOS[i % len(SKIMAGE_PHOTOS)]], size, rng)
-        image = _grain(image, float(rng.uniform(1.5, 4.0)), rng)
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90)
-        photos.append(buffer.getvalue())
-    return photos
+    workers = len(os.sched_getaffinity(0))
+    pending: list[Future[bytes]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i in range(count):
+            size = SIZES[i % len(SIZES)]
+            if i % 3 == 2:
+                image = _generated_scene(size, rng)
+            else:
+                image = _cover(sources[SKIMAGE_PHOTOS[i % len(SKIMAGE_PHOTOS)]], size, rng)
+            image = _grain(image, float(rng.uniform(1.5, 4.0)), rng)
+            pending.append(pool.submit(_jpeg, image))
+            if len(pending) - sum(f.done() for f in pending) > 2 * workers:
+                next(f for f in pending if not f.done()).result()
+        return [f.result() for f in pending]
 
 
 def display_renditions(photos: Sequence[bytes], settings: Settings) -> list[bytes]:
-    """The display JPEG of each photo, made by the same code the upload runs."""
-    out = []
-    for data in photos:
+    """The display JPEG of each photo, made by the same code the upload runs (in threads, in order)."""
+
+    def display(data: bytes) -> bytes:
         decoded = decode_upload(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels)
         renditions = render_variants(decoded.image, display_max_side=settings.display_max_side,
                                      thumbnail_max_side=settings.thumbnail_max_side)
-        out.append(renditions["display"].data)
-    return out
+        return renditions["display"].data
+
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        return list(pool.map(display, photos))
+
+
+def photo_set(count: int, seed: int, settings: Settings, cache: Path | None) -> tuple[list[bytes], list[bytes]]:
+    """The photos and their display renditions; with ``cache``, made once per (count, seed) and kept there,
+    so runs that compare settings skip the minute it takes to make them."""
+    path = cache / f"photos-{count}-{seed}.npz" if cache is not None else None
+    if path is not None and path.exists():
+        with np.load(path) as stored:
+            return ([stored[f"photo{i}"].tobytes() for i in range(count)],
+                    [stored[f"display{i}"].tobytes() for i in range(count)])
+    photos = make_photos(count, seed)
+    displays = display_renditions(photos, settings)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"photo{i}": np.frombuffer(p, np.uint8) for i, p in enumerate(photos)}
+        arrays |= {f"display{i}": np.frombuffer(d, np.uint8) for i, d in enumerate(displays)}
+        np.savez(path, **arrays)
+    return photos, displays
 
 
 def decode_rgb(data: bytes) -> Image.Image:
@@ -537,7 +569,7 @@ async def run_pipeline(args: argparse.Namespace, model_dir: Path, photos: Sequen
             favour(result.mongo_pid, args.autogroup_nice if args.db_autogroup_nice is None else args.db_autogroup_nice)
         settings = Settings(
             data_dir=data_dir, mongodb_uri=uri, mongodb_database="bench_ingest", clip_model=str(model_dir),
-            clip_device="cpu", clip_batch_size=args.batch_size, worker_batch_size=args.batch_size,
+            clip_device=args.device, clip_batch_size=args.batch_size, worker_batch_size=args.batch_size,
             worker_concurrency=args.concurrency,
             torch_threads=args.threads, log_json=False,
         )
@@ -730,6 +762,23 @@ def machine() -> str:
     return f"{model}, {cores} cores, {mem:.0f} GiB RAM, Linux {platform.release()}"
 
 
+def accelerator(device: str) -> str:
+    """The model's device in words: the GPU's name where it runs on one."""
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return "the CPU"
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device if device != 'auto' else 'cuda'))})"
+
+
+def gpu_peak(device: str) -> str:
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return ""
+    return f" GPU memory peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB (torch's allocator, whole run)."
+
+
 def fmt_mib(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} MiB"
 
@@ -768,7 +817,8 @@ def report(args: argparse.Namespace, photos: Sequence[bytes], megapixels: Sequen
         args.heading,
         "",
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}. "
-        f"Python {platform.python_version()}, torch {torch.__version__}, {args.threads} torch threads. "
+        f"Python {platform.python_version()}, torch {torch.__version__}, {args.threads} torch threads, "
+        f"model on {accelerator(args.device)}.{gpu_peak(args.device)} "
         f"Scheduler autogroup: {args.priority}.",
         "",
         f"Command: `{command}`",
@@ -890,12 +940,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--photos", type=int, default=96, help="photos to push through both measurements")
     parser.add_argument("--batch-size", type=int, default=16, help="model batch = worker batch")
     parser.add_argument("--threads", type=int, default=cores, help="torch threads")
+    parser.add_argument("--device", default="cpu",
+                        help="the model's device, bare and pipeline alike (cpu, cuda, cuda:N, auto)")
     parser.add_argument("--upload-concurrency", type=int, default=cores, help="uploads in flight at once")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
                         help="cache folder for the random b32 CLIP (git-ignored; built if missing)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report")
     parser.add_argument("--heading", default="## Ingest throughput (bench/ingest.py)", help="report heading")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--photo-cache", type=Path, default=None,
+                        help="folder to keep the generated photos in, per (--photos, --seed), across runs")
     parser.add_argument("--concurrency", type=int, default=Settings().worker_concurrency,
                         help="batches in flight per worker (PHOTODUEL_WORKER_CONCURRENCY)")
     parser.add_argument("--workers", type=int, default=1,
@@ -936,15 +990,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(data_dir=Path(tempfile.gettempdir()))  # only the upload limits are read here
 
     with phase(phases, "setup: make photos + display renditions") as record:
-        photos = make_photos(args.photos, args.seed)
+        photos, displays = photo_set(args.photos, args.seed, settings, args.photo_cache)
         megapixels = [float(np.prod(Image.open(io.BytesIO(p)).size)) / 1e6 for p in photos]
-        displays = display_renditions(photos, settings)
         record.note = f"{len(photos)} photos"
     print(f"{len(photos)} photos ready ({sum(map(len, photos)) / 1e6:.0f} MB)", flush=True)
 
     wait_for_quiet(args.quiet_wait)
     with phase(phases, "bare model, fresh process state (model loaded here, then freed)") as record:
-        embedder = ClipEmbedder(str(model_dir), device="cpu", batch_size=args.batch_size)
+        embedder = ClipEmbedder(str(model_dir), device=args.device, batch_size=args.batch_size)
         embedder.load()
         standalone = bare_model(embedder.embed_images, displays, args.batch_size)
         record.note = f"{standalone.rate:.2f} photos/s"

@@ -115,6 +115,7 @@ async def open_services(
         models = ModelRegistry(
             settings.clip_model, device=settings.clip_device, batch_size=settings.clip_batch_size,
             retry_seconds=settings.model_retry_seconds, torch_threads=settings.torch_threads,
+            blas_threads=settings.blas_threads,
         )
         verifier = TokenVerifier(
             project_id=settings.firebase_project_id,
@@ -122,7 +123,7 @@ async def open_services(
             app_name=f"photoduel-auth-{uuid.uuid4().hex[:8]}",
         )
         photos = PhotoRepository(db)
-        blobs = BlobStore(db)
+        blobs = BlobStore(db, indexes_ensured=True)  # ensure_indexes above created GridFS's two
         jobs = JobQueue(db["jobs"])
         rating_env = RatingEnv(draw_probability=settings.draw_probability)
         fame = FameOffset(db, rating_env)

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     clip_device: str = "auto"  # auto | cpu | cuda | cuda:N
     clip_batch_size: int = Field(16, ge=1, le=512)
     torch_threads: int = Field(0, ge=0, description="0: torch's default")
+    blas_threads: int = Field(1, ge=0, description="numpy's BLAS threads in the service; 0: the library's default")
     model_retry_seconds: float = Field(30.0, gt=0)
 
     # --- firebase ----------------------------------------------------------------------------

@@ -8,19 +8,37 @@ from bson import ObjectId
 from gridfs import AsyncGridFSBucket, NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
+BUCKET = "images"
+
 
 class BlobNotFound(KeyError):
     pass
 
 
 class BlobStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], bucket_name: str = "images") -> None:
+    """GridFS blobs.
+
+    ``indexes_ensured``: the bucket's two indexes exist (``storage.mongo.INDEXES`` holds them and the
+    service creates them at start). PyMongo otherwise checks for them before every file it writes, with a
+    ``find_one`` on the files and on the chunks collection: two round trips per blob, four blobs per
+    upload. Worse, a server without an early-stopping collection scan (SecantusDB decodes every chunk
+    for it) makes each upload cost time in proportion to all the image bytes stored.
+    """
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], bucket_name: str = BUCKET, *,
+                 indexes_ensured: bool = False) -> None:
         self._bucket = AsyncGridFSBucket(db, bucket_name=bucket_name)
+        self._indexes_ensured = indexes_ensured
 
     async def put(self, data: bytes, *, filename: str, content_type: str, metadata: dict[str, Any]) -> ObjectId:
-        return await self._bucket.upload_from_stream(
-            filename, data, metadata={**metadata, "content_type": content_type}
-        )
+        stream = self._bucket.open_upload_stream(filename, metadata={**metadata, "content_type": content_type})
+        if self._indexes_ensured:
+            # PyMongo's per-stream flag (no public switch). Were it renamed, this sets an unused attribute
+            # and PyMongo goes back to checking: slower, never wrong.
+            object.__setattr__(stream, "_ensured_index", True)
+        async with stream:
+            await stream.write(data)
+        return stream._id
 
     async def get(self, blob_id: ObjectId) -> bytes:
         try:

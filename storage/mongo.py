@@ -13,6 +13,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from storage.blobs import BUCKET
+
 
 def create_client(uri: str, *, app_name: str = "photoduel") -> AsyncMongoClient[dict[str, Any]]:
     # tz_aware: datetimes come back as UTC-aware, the same as we write them.
@@ -51,6 +53,9 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("votes", [("left", ASC)], "left"),
     IndexSpec("votes", [("right", ASC)], "right"),
     IndexSpec("judged", [("player", ASC), ("pair", ASC)], "player_pair_unique", {"unique": True}),
+    # GridFS's own two, under the names PyMongo gives them, so a database PyMongo set up matches as-is.
+    IndexSpec(f"{BUCKET}.files", [("filename", ASC), ("uploadDate", ASC)], "filename_1_uploadDate_1"),
+    IndexSpec(f"{BUCKET}.chunks", [("files_id", ASC), ("n", ASC)], "files_id_1_n_1", {"unique": True}),
 ]
 
 

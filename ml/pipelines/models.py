@@ -47,11 +47,13 @@ class ModelRegistry:
         batch_size: int = 16,
         retry_seconds: float = 30.0,
         torch_threads: int = 0,
+        blas_threads: int = 0,
     ) -> None:
         self.name_or_path = name_or_path
         self._embedder = ClipEmbedder(name_or_path, device=device, batch_size=batch_size)
         self._retry_seconds = retry_seconds
         self._torch_threads = torch_threads
+        self._blas_threads = blas_threads
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._state = LOADING
         self._reason: str | None = None
@@ -75,6 +77,18 @@ class ModelRegistry:
             torch.set_num_threads(self._torch_threads)
         self._embedder.load()
 
+    def _limit_blas(self) -> None:
+        """numpy's BLAS threads, once the model's imports have loaded every BLAS (numpy's, scipy's).
+
+        The service's numpy products are small (a batch against the tag vocabulary): BLAS threads gain
+        nothing on them, then spin-wait after each call on the cores torch needs (BENCHMARKS.md). Called
+        on the event loop's thread: once the main thread has set a limit, OpenBLAS ignores one set from another.
+        """
+        if self._blas_threads:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(self._blas_threads, user_api="blas")
+
     async def _load_until_ready(self) -> None:
         while True:
             try:
@@ -89,6 +103,7 @@ class ModelRegistry:
                 )
                 await asyncio.sleep(self._retry_seconds)
                 continue
+            self._limit_blas()
             self._state, self._reason = READY, None
             self._ready.set()
             log.info("model.ready", model=self.name_or_path, dim=self._embedder.dim)
