@@ -818,6 +818,7 @@ def report(args: argparse.Namespace, photos: Sequence[bytes], megapixels: Sequen
         "",
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}. "
         f"Python {platform.python_version()}, torch {torch.__version__}, {args.threads} torch threads, "
+        f"{Settings().blas_threads or 'default'} BLAS thread(s) in the service, "
         f"model on {accelerator(args.device)}.{gpu_peak(args.device)} "
         f"Scheduler autogroup: {args.priority}.",
         "",
