@@ -950,7 +950,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heading", default="## Ingest throughput (bench/ingest.py)", help="report heading")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photo-cache", type=Path, default=None,
-                        help="folder to keep the generated photos in, per (--photos, --seed), across runs")
+                        help="folder to keep the generated photos in, per (--photos, --seed), across runs "
+                             "(empty it when the photo generator or the display size changes)")
     parser.add_argument("--concurrency", type=int, default=Settings().worker_concurrency,
                         help="batches in flight per worker (PHOTODUEL_WORKER_CONCURRENCY)")
     parser.add_argument("--workers", type=int, default=1,
