@@ -6,7 +6,9 @@ is what the pipeline must keep busy. So the pixel work gets one thread per proce
 that thread runs at a higher nice value than the rest of the process: when both are runnable the
 model's threads win, and the lane fills the gaps the forward pass leaves. With two batches in flight
 (`worker_concurrency`) the next batch is decoded while the current one is in the model, so the lane
-is rarely on the critical path. On a GPU machine it is simply a spare thread.
+is rarely on the critical path. On a GPU machine the model is fast and the lane becomes one of the
+limits: about 40 photos/s per process on an H200 box (BENCHMARKS.md); scale there with more worker
+processes.
 """
 
 from __future__ import annotations
