@@ -56,6 +56,7 @@ from gaming.matchmaking import (
     choose_anchors,
     choose_opponent,
     featured_boundary_array,
+    wants_boundary_duel,
     wants_calibration,
 )
 from gaming.ratings import Rating, RatingEnv, prior_rating
@@ -191,6 +192,7 @@ def _our_pairs(
     left: list[int] = []
     right: list[int] = []
     from_knn = 0
+    near_cut = _near_cut(mu, boundary, world.knn.shape[1])
 
     def photo(i: int) -> RatedPhoto:
         return RatedPhoto(str(i), Rating(float(mu[i]), float(sigma[i])), int(duels[i]), str(world.owner[i]), None)
@@ -200,6 +202,8 @@ def _our_pairs(
         anchor = photo(a)
         if wants_calibration(anchor, rng, policy):  # random photos of the category; similarity unknown: 1.0
             listed = [(j, 1.0) for j in rng.sample(range(world.n), min(world.n, world.knn.shape[1])) if j != a]
+        elif wants_boundary_duel(anchor, boundary, env, rng, policy):  # the photos nearest the cut
+            listed = [(int(j), 1.0) for j in near_cut if j != a]
         else:
             listed = list(zip(world.knn[a].tolist(), world.knn_sim[a].tolist(), strict=True))
         cands = [(photo(j), s) for j, s in listed if world.owner[j] != owner]
@@ -218,6 +222,13 @@ def _our_pairs(
         left.append(first)
         right.append(second)
     return np.array(left, dtype=int), np.array(right, dtype=int), from_knn
+
+
+def _near_cut(mu: np.ndarray, boundary: float, size: int) -> np.ndarray:
+    """The photos nearest the featured cut, half from each side, as the duel service reads them."""
+    order = np.argsort(mu, kind="stable")
+    cut = int(np.searchsorted(mu[order], boundary, side="left"))
+    return np.concatenate([order[cut : cut + size // 2], order[max(0, cut - size // 2) : cut]])
 
 
 # --- the grid and the table -------------------------------------------------------------------------------
@@ -242,12 +253,12 @@ def build_tasks(args: argparse.Namespace, policy: MatchPolicy, env: RatingEnv) -
     for n in args.n:
         for variant in args.variants:
             for slope in args.slopes:
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     for s in args.strategies:
                         rs = args.r if s == "d" else [max(args.r)] if s == "e" else [math.nan]
                         for r in rs:
                             cap = args.random_cap if s in "ab" else args.cap
-                            tasks.append(Task(n, variant, slope, seed, s, r, cap, policy, env))
+                            tasks.append(Task(n, variant, slope, seed, s, r, cap, policy, env, trace=args.to_cap))
     return tasks
 
 
@@ -370,8 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--r", type=float, nargs="+", default=[0.0, 0.5, 0.7])
     ap.add_argument("--strategies", nargs="+", default=list("abcde"), choices=list("abcde"))
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run from here (another set: another sample)")
     ap.add_argument("--cap", type=float, default=60.0, help="votes per photo before a (c)-(e) run gives up")
     ap.add_argument("--random-cap", type=float, default=120.0, help="the same for (a)/(b) (cheap, slow to converge)")
+    ap.add_argument("--to-cap", action="store_true",
+                    help="run every run to its cap: the duel shares then describe a long run, not the start")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="the full grid: N = 200 and 1000")
     ap.add_argument("--policy", nargs="*", default=[], metavar="FIELD=VALUE", help="override MatchPolicy fields")

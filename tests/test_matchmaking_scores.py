@@ -21,6 +21,7 @@ from gaming.matchmaking import (
     featured_boundary,
     opponent_score,
     opponent_scores,
+    wants_boundary_duel,
     wants_calibration,
 )
 from gaming.ratings import Outcome, Rating, RatingEnv, rate_duel
@@ -155,12 +156,29 @@ def test_placement_duels_and_calibration_share() -> None:
     assert 900 < hits < 1100
 
 
+def test_boundary_duels_go_to_anchors_straddling_the_cut_and_fade_once_it_is_settled() -> None:
+    rng = random.Random(8)
+    boundary = 30.0
+
+    def share(p: RatedPhoto, policy: MatchPolicy = DEFAULT_POLICY) -> float:
+        return sum(wants_boundary_duel(p, boundary, ENV, rng, policy) for _ in range(2000)) / 2000
+
+    straddling = photo("contender", 30.5, 3.0)
+    assert 0.75 < share(straddling) <= 1.0  # straddle 0.84 here
+    assert 0.35 < share(straddling, MatchPolicy(boundary_duels=0.5)) < 0.5
+    assert share(straddling, MatchPolicy(boundary_duels=0.0)) == 0.0
+    assert share(photo("surely-out", 12.0, 2.0)) < 0.01
+    assert share(photo("surely-in", 45.0, 2.0)) < 0.01
+    assert share(photo("settled-on-the-cut", 30.0, 0.8)) < 0.05
+
+
 def test_policy_rejects_impossible_settings() -> None:
     for bad in (
         {"explore": 1.5},
         {"temperature": -1},
         {"boundary_weight": -1},
         {"calibration": 2},
+        {"boundary_duels": 1.5},
         {"top_fraction": 0},
     ):
         with pytest.raises(ValueError):

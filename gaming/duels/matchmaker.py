@@ -3,9 +3,9 @@
 No vector search on this path: the anchor's visual neighbours were found once at ingest and are read
 from the photo document. Per request the cost is a few indexed MongoDB reads: an anchor pool (the
 most uncertain photos, the ones nearest the featured boundary, and the least-duelled for exploration),
-the anchor's neighbour documents (or, for a placement duel, a random sample of its category), and this
-player's judged pairs among them. The choices themselves are `gaming.matchmaking`'s, the same
-functions bench/ranking_sim.py measures.
+the anchor's neighbour documents (or, for a placement duel, a random sample of its category; for a
+boundary duel, the photos nearest the featured cut), and this player's judged pairs among them. The
+choices themselves are `gaming.matchmaking`'s, the same functions bench/ranking_sim.py measures.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from gaming.matchmaking import (
     choose_anchor,
     choose_opponent,
     featured_boundary_array,
+    wants_boundary_duel,
     wants_calibration,
 )
 from gaming.ratings import RatingEnv
 
 READY = "READY"
 POOL_PER_SOURCE = 40
+BOUNDARY_POOL = 24  # photos nearest the featured cut offered to a boundary duel, half from each side
 MAX_ANCHOR_TRIES = 6
 BOUNDARY_TTL_SECONDS = 30.0
 
@@ -40,13 +42,18 @@ BOUNDARY_TTL_SECONDS = 30.0
 class Pairing:
     anchor: dict[str, Any]
     opponent: dict[str, Any]
-    similarity: float | None  # None: a placement or fallback opponent, not a visual neighbour
+    similarity: float | None  # None: a placement, boundary or fallback opponent outside the neighbour list
 
 
 def rated(doc: Mapping[str, Any]) -> RatedPhoto:
     """The policy's view of a photo; `duels` counts answered duels (votes), as in the simulation."""
     return RatedPhoto(id=str(doc["_id"]), rating=rating_from_fields(doc["rating"]),
                       duels=int(doc["rating"].get("votes", 0)), owner=str(doc["owner"]), category=doc.get("category"))
+
+
+def listed_similarities(anchor: Mapping[str, Any]) -> dict[Any, float]:
+    """The anchor's neighbour list (kept at ingest) as id -> cosine similarity."""
+    return {e["id"]: float(e["similarity"]) for e in anchor.get("neighbours", [])}
 
 
 def near_duplicates(a: Mapping[str, Any], b: Mapping[str, Any], similarity: float | None, threshold: float) -> bool:
@@ -133,6 +140,23 @@ class Matchmaker:
         judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in kept])
         return [(d, 1.0) for d in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
 
+    async def _boundary_candidates(self, player: str, anchor: dict[str, Any], category: str | None,
+                                   boundary: float) -> list[tuple[dict[str, Any], float]]:
+        """The photos nearest the featured cut, half from each side: the contenders the cut is between.
+        A contender that is also a listed neighbour keeps its similarity, so near-duplicates stay apart."""
+        scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
+                 "_id": {"$ne": anchor["_id"]}}
+        half = BOUNDARY_POOL // 2
+        above = self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(half)
+        below = self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(half)
+        docs = [*await above.to_list(None), *await below.to_list(None)]
+        listed = listed_similarities(anchor)
+        kept = [(d, listed.get(d["_id"])) for d in docs]
+        kept = [(d, s) for d, s in kept if self._eligible(player, anchor, d, s, category)]
+        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d, _ in kept])
+        # scored as placement candidates are (similarity 1.0): here the cut matters, not the look
+        return [(d, 1.0) for d, _ in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
+
     async def _fallback(self, player: str, anchor: dict[str, Any], category: str | None) -> dict[str, Any] | None:
         """A random same-category opponent, for photos whose neighbourhood is used up or empty."""
         scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
@@ -158,15 +182,22 @@ class Matchmaker:
                 return None
             anchor = by_id[choice.id]
             placement = wants_calibration(choice, self.rng)
-            candidates = await (self._placement_candidates(player, anchor, category) if placement
-                                else self._neighbour_candidates(player, anchor, category))
+            at_cut = not placement and wants_boundary_duel(choice, boundary, self.env, self.rng)
+            if placement:
+                candidates = await self._placement_candidates(player, anchor, category)
+            elif at_cut:
+                candidates = await self._boundary_candidates(player, anchor, category, boundary)
+            else:
+                candidates = await self._neighbour_candidates(player, anchor, category)
             if candidates:
                 docs = {str(d["_id"]): (d, s) for d, s in candidates}
                 opponent = choose_opponent(choice, [(rated(d), s) for d, s in candidates], boundary,
                                            self.env, self.rng)
                 if opponent is not None:
                     doc, similarity = docs[opponent.id]
-                    return Pairing(anchor=anchor, opponent=doc, similarity=None if placement else similarity)
+                    if placement or at_cut:  # a neighbour pair only if the opponent is in the anchor's list
+                        similarity = listed_similarities(anchor).get(doc["_id"]) if at_cut else None
+                    return Pairing(anchor=anchor, opponent=doc, similarity=similarity)
             fallback = await self._fallback(player, anchor, category)
             if fallback is not None:
                 return Pairing(anchor=anchor, opponent=fallback, similarity=None)

@@ -1,0 +1,75 @@
+"""Boundary duels through the real matchmaker on the real MongoDB-wire server.
+
+The featured cut is settled by duels between its contenders, so an anchor straddling the cut may meet a
+photo near the cut that is not among its visual neighbours. The same rules as for every duel still hold:
+never the player's own photos, never two photos of one owner, never near-duplicates.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from gaming.duels.matchmaker import Matchmaker
+from gaming.duels.records import rating_fields
+from gaming.ratings import Rating, RatingEnv
+
+ENV = RatingEnv()
+COUNT = 40
+FAR_BELOW = 8  # every photo's neighbour list holds only photos 0-7, far below the cut
+TWINS = (36, 37)  # near the cut, each in the other's list at near-duplicate similarity
+
+
+@pytest.fixture
+async def catalogue(mongo_uri: str) -> AsyncIterator[tuple[Any, list[ObjectId]]]:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    name = f"cut_{uuid.uuid4().hex[:10]}"
+    db = mongo[name]
+    ids = [ObjectId() for _ in range(COUNT)]
+    docs = []
+    for i, pid in enumerate(ids):
+        near_cut = i >= COUNT - 10
+        # mu 10..33.4; the cut (90th percentile) is near photo 35; contenders are still uncertain
+        rating = Rating(10.0 + 0.6 * i, 4.0 if near_cut else 1.0)
+        neighbours = [{"id": ids[j], "similarity": 0.8} for j in range(FAR_BELOW) if j != i]
+        if i in TWINS:
+            twin = ids[TWINS[1] if i == TWINS[0] else TWINS[0]]
+            neighbours.insert(0, {"id": twin, "similarity": 0.99})
+        docs.append({
+            "_id": pid, "status": "READY", "category": "nature", "owner": f"owner-{i // 2}",
+            "rating": rating_fields(rating, ENV, {"votes": 20}), "duels": 20, "neighbours": neighbours,
+        })
+    docs[3]["owner"] = "ann"  # the player's own photo
+    await db.photos.insert_many(docs)
+    yield db, ids
+    await mongo.drop_database(name)
+    await mongo.close()
+
+
+async def test_contenders_meet_at_the_cut_and_the_duel_rules_still_hold(
+    catalogue: tuple[Any, list[ObjectId]],
+) -> None:
+    db, ids = catalogue
+    index = {pid: i for i, pid in enumerate(ids)}
+    matchmaker = Matchmaker(db, ENV, near_duplicate_cosine=0.95, rng=random.Random(7))
+    at_cut = listed = 0
+    for _ in range(150):
+        pairing = await matchmaker.pick("ann", "nature")
+        assert pairing is not None
+        a, b = index[pairing.anchor["_id"]], index[pairing.opponent["_id"]]
+        assert "ann" not in (pairing.anchor["owner"], pairing.opponent["owner"])
+        assert pairing.anchor["owner"] != pairing.opponent["owner"]
+        assert {a, b} != set(TWINS), "near-duplicates were paired"
+        if min(a, b) >= FAR_BELOW:  # no list holds such a pair: a boundary (or fallback) duel
+            assert pairing.similarity is None
+            at_cut += min(a, b) >= COUNT - 10 - 2  # both contenders for the cut
+        else:
+            listed += pairing.similarity is not None
+    assert at_cut >= 30, "straddling anchors should often meet other contenders for the cut"
+    assert listed >= 10, "neighbour duels go on beside them"
