@@ -192,7 +192,7 @@ def _our_pairs(
     left: list[int] = []
     right: list[int] = []
     from_knn = 0
-    near_cut = _near_cut(mu, boundary, world.knn.shape[1])
+    near_cut = _near_cut(mu, boundary, policy.boundary_pool)
 
     def photo(i: int) -> RatedPhoto:
         return RatedPhoto(str(i), Rating(float(mu[i]), float(sigma[i])), int(duels[i]), str(world.owner[i]), None)
@@ -262,6 +262,7 @@ def build_tasks(args: argparse.Namespace, policy: MatchPolicy, env: RatingEnv) -
     return tasks
 
 
+_INT_FIELDS = {"calibration_first", "boundary_pool"}
 GroupKey = tuple[int, str, float, str, float | None]
 
 
@@ -394,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.full:
         args.n = [200, 1000]
-    policy = dataclasses.replace(DEFAULT_POLICY, **{k: float(v) for k, v in (x.split("=") for x in args.policy)})
+    overrides = {k: int(v) if k in _INT_FIELDS else float(v) for k, v in (x.split("=") for x in args.policy)}
+    policy = dataclasses.replace(DEFAULT_POLICY, **overrides)
     env = dataclasses.replace(RatingEnv(), **{k: float(v) for k, v in (x.split("=") for x in args.env)})
     tasks = build_tasks(args, policy, env)
     started = time.perf_counter()

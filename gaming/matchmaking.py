@@ -128,6 +128,8 @@ class MatchPolicy:
     #: chance, times the anchor's straddle, that its candidates are the photos nearest the featured
     #: boundary rather than its neighbours (boundary duels; see the module docstring).
     boundary_duels: float = 1.0
+    #: how many photos nearest the cut a boundary duel draws from, half from each side.
+    boundary_pool: int = 24
     #: the featured set's share of a category.
     top_fraction: float = 0.10
 
@@ -135,6 +137,8 @@ class MatchPolicy:
         if self.boundary_weight < 0 or not 0 <= self.explore <= 1 or self.temperature < 0:
             raise ValueError(f"invalid MatchPolicy: {self!r}")
         if not 0 <= self.calibration <= 1 or not 0 < self.top_fraction < 1 or not 0 <= self.boundary_duels <= 1:
+            raise ValueError(f"invalid MatchPolicy: {self!r}")
+        if self.boundary_pool < 2:
             raise ValueError(f"invalid MatchPolicy: {self!r}")
 
 

@@ -42,6 +42,8 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("photos", [("status", ASC), ("rating.conservative", DESC)], "status_rank"),
     IndexSpec("photos", [("category", ASC), ("rating.conservative", DESC)], "category_rank"),
     IndexSpec("photos", [("faces_count", ASC)], "faces"),
+    # photos whose kept neighbour list is still short of k: each ingest batch offers itself to them
+    IndexSpec("photos", [("neighbours_short", ASC), ("vector_collection", ASC)], "neighbours_short"),
     IndexSpec("jobs", [("state", ASC), ("run_at", ASC)], "runnable"),
     IndexSpec("jobs", [("state", ASC), ("lease_expires", ASC)], "expired_leases"),
     IndexSpec("jobs", [("key", ASC)], "key_unique", {"unique": True, "sparse": True}),

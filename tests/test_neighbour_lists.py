@@ -4,11 +4,12 @@ Duels and similarPhotos read these lists and never search Milvus, so a list that
 (because two batches were in flight at once and each searched before seeing the other) would silently
 narrow matchmaking. The worker here runs two batches of two at a time, as `photoduel serve` does.
 
-What the design guarantees (ml/pipelines/ingest.py): a photo's list is its exact top k at its ingest,
-and a later photo joins it when the earlier photo is among the later one's top k. So two photos that
-are each in the other's exact top k always hold each other, whatever the order and concurrency of their
-batches; a photo in p's top k that does not have p in its own may be missing (kNN is not symmetric and
-no reverse search is made).
+What the design guarantees (ml/pipelines/ingest.py): a photo's list is its exact top k at its ingest;
+a later photo joins it when the later one's search reached the earlier one (its k + batch nearest) and
+belongs in the list, and always while the list is still short of k. So two photos that are each in the
+other's exact top k always hold each other, whatever the order and concurrency of their batches, and
+every list is full once its collection holds more than k photos; a photo in p's top k that p was out of
+reach of may be missing (kNN is not symmetric and no reverse search is made).
 """
 
 from __future__ import annotations
@@ -81,6 +82,50 @@ def test_mutual_neighbours_hold_each_other_after_concurrent_batches(make_setting
                 assert other in kept[photo_id], f"{photo_id} lost its mutual neighbour {other}: {kept[photo_id]}"
                 assert abs(kept[photo_id][other] - similarity) < 1e-4
     assert mutual >= len(ids)  # the check had pairs to check
+
+
+def test_a_short_list_fills_from_photos_whose_searches_never_reach_it(make_settings: Callable[..., Settings]) -> None:
+    """A READY photo whose list is short of k (as a collection's first photos' are) and that later photos'
+    searches (k + batch nearest) never reach: offers used to go only to photos a search reached, so its
+    list stayed short for good. Now every later batch offers itself to it until it is full."""
+    settings = make_settings(neighbours_k=K, worker_batch_size=1, worker_concurrency=1, near_duplicate_cosine=0.999)
+    with LiveServer(settings, run_worker=False) as api, httpx.Client(base_url=api.url, timeout=60) as http:
+        first = [upload_ok(http, jpeg_bytes(generated_photo(500 + i)), OWNERS[i % 3])["id"] for i in range(K + 2)]
+    loner = ObjectId()
+    with LiveServer(settings, run_worker=True) as worker:
+        worker.wait_model()
+        docs = wait_all_ready(worker, first)
+        # A photo far from all of them (the opposite of their mean direction), READY, with a list of one.
+        collection = docs[0]["vector_collection"]
+        vectors = worker.run(worker.services.vectors.get_vectors(collection, first))
+        far = -np.mean(np.stack(list(vectors.values())), axis=0)
+        far /= np.linalg.norm(far)
+        partner = {"id": docs[0]["_id"], "similarity": round(float(far @ vectors[first[0]]), 5)}
+
+        async def seed_loner() -> None:
+            await worker.services.vectors.upsert(collection, [
+                {"id": str(loner), "vector": far, "owner": "owner-x", "status": "READY", "category": ""}])
+            await worker.services.db.photos.insert_one({
+                "_id": loner, "owner": "owner-x", "status": "READY", "vector_collection": collection,
+                "neighbours": [partner], "neighbours_short": True})
+
+        worker.run(seed_loner())
+
+    with LiveServer(settings, run_worker=False) as api, httpx.Client(base_url=api.url, timeout=60) as http:
+        later = [upload_ok(http, jpeg_bytes(generated_photo(600 + i)), OWNERS[i % 3])["id"] for i in range(K)]
+    with LiveServer(settings, run_worker=True) as worker:
+        worker.wait_model()
+        wait_all_ready(worker, later)
+        doc = worker.run(worker.services.db.photos.find_one({"_id": loner}))
+        seen_later = worker.run(worker.services.vectors.get_vectors(collection, later))
+        reached = worker.run(worker.services.vectors.search(collection, np.stack(list(seen_later.values())),
+                                                            limit=K + 1))
+    assert str(loner) not in {h.id for hits in reached for h in hits}  # the later searches never reach it
+    listed = [str(e["id"]) for e in doc["neighbours"]]
+    assert len(listed) == K and set(listed) <= {first[0], *later}, listed
+    assert doc["neighbours_short"] is False
+    similarities = [e["similarity"] for e in doc["neighbours"]]
+    assert similarities == sorted(similarities, reverse=True)
 
 
 def test_an_offer_made_while_a_photo_is_processing_survives_its_ready_write(

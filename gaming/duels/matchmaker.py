@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from gaming.duels.records import rating_from_fields
 from gaming.duels.votes import pair_key
 from gaming.matchmaking import (
+    DEFAULT_POLICY,
     RatedPhoto,
     choose_anchor,
     choose_opponent,
@@ -33,7 +34,6 @@ from gaming.ratings import RatingEnv
 
 READY = "READY"
 POOL_PER_SOURCE = 40
-BOUNDARY_POOL = 24  # photos nearest the featured cut offered to a boundary duel, half from each side
 MAX_ANCHOR_TRIES = 6
 BOUNDARY_TTL_SECONDS = 30.0
 
@@ -146,7 +146,7 @@ class Matchmaker:
         A contender that is also a listed neighbour keeps its similarity, so near-duplicates stay apart."""
         scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
                  "_id": {"$ne": anchor["_id"]}}
-        half = BOUNDARY_POOL // 2
+        half = DEFAULT_POLICY.boundary_pool // 2
         above = self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(half)
         below = self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(half)
         docs = [*await above.to_list(None), *await below.to_list(None)]

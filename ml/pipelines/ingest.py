@@ -12,8 +12,9 @@ face-check job) is keyed, so a photo found READY already only gets those again, 
 finish what a crash interrupted. A worker killed mid-batch therefore costs a repeat of the batch's
 compute, never a photo processed twice or an announcement lost.
 
-Per batch, not per photo: one read of the photo documents, one of all their neighbours, one Milvus
-search, upsert and flush, one bulk write of offers and one of READY writes. On the 2-core reference
+Per batch, not per photo: one read of the photo documents, one of all their neighbours, one of the
+collection's lists still short of k (a young collection's first photos), one Milvus search, upsert and
+flush, one bulk write of offers and one of READY writes. On the 2-core reference
 box the database shares the cores with the model, so every round trip saved is forward-pass time.
 """
 
@@ -45,6 +46,7 @@ from storage.vectors import ScalarField, VectorIndex, collection_name
 log = structlog.get_logger(__name__)
 
 PHOTO_SCALARS = (ScalarField("category", 64), ScalarField("owner", 128), ScalarField("status", 16))
+SHORT_LISTS_READ = 256  # at most this many short lists offered to per batch (a young collection has <= k)
 
 @dataclass(frozen=True)
 class _Decision:
@@ -145,10 +147,11 @@ class IngestHandler:
              "category": max(analysis.category_scores, key=analysis.category_scores.__getitem__, default="")}
             for doc, analysis in zip(docs, analyses, strict=True)
         ])
-        neighbours = await self._neighbours(collection, docs, vectors)
-        neighbour_docs = await self._neighbour_docs(neighbours)
-        decisions = [self._decide(doc, analysis, near, neighbour_docs, collection)
-                     for doc, analysis, near in zip(docs, analyses, neighbours, strict=True)]
+        reached = await self._neighbours(collection, docs, vectors)
+        neighbour_docs = await self._neighbour_docs(reached)
+        short_offers = await self._offers_to_short_lists(collection, docs, vectors, reached)
+        decisions = [self._decide(doc, analysis, near, neighbour_docs, collection, extra_offers)
+                     for doc, analysis, near, extra_offers in zip(docs, analyses, reached, short_offers, strict=True)]
         # The final row (READY, the chosen category); one upsert and flush per batch, as above: a flush
         # per photo would cost more than the model.
         await self.vectors.upsert(collection, [d.row for d in decisions])
@@ -189,8 +192,10 @@ class IngestHandler:
     async def _neighbours(
         self, collection: str, docs: list[dict[str, Any]], vectors: np.ndarray
     ) -> list[list[tuple[str, float]]]:
-        """k nearest photos for each new photo: READY ones, those of this batch and those of batches in
-        flight elsewhere (already in the index, as PROCESSING)."""
+        """The nearest photos each new photo's search reached (k + batch size of them, nearest first; its
+        kept list is the first k): READY ones, those of this batch and those of batches in flight
+        elsewhere (already in the index, as PROCESSING). Offers go to all of them, not only the first k:
+        a photo may belong in the list of one that is not in its own."""
         k = self.config.neighbours_k
         hits = await self.vectors.search(collection, vectors, limit=k + len(docs))
         batch_ids = [str(d["_id"]) for d in docs]
@@ -201,17 +206,45 @@ class IngestHandler:
             for j, other in enumerate(batch_ids):
                 if j != i:
                     found[other] = max(found.get(other, -1.0), float(batch_sims[i, j]))
-            ranked = sorted(found.items(), key=lambda kv: kv[1], reverse=True)[:k]
-            result.append(ranked)
+            result.append(sorted(found.items(), key=lambda kv: kv[1], reverse=True))
         return result
 
+    async def _offers_to_short_lists(
+        self, collection: str, docs: list[dict[str, Any]], vectors: np.ndarray, reached: list[list[tuple[str, float]]]
+    ) -> list[list[tuple[ObjectId, float]]]:
+        """Offers to READY photos whose kept list is still short of k, beyond what each search reached.
+
+        A photo ingested while its collection held fewer than k others keeps a short list; a later photo
+        outside its search's reach would never be offered to it, and the list would stay short for good
+        (found by tests/test_neighbour_lists.py under concurrent batches). Such photos carry
+        ``neighbours_short`` (indexed; only the first few of a collection ever do), so each batch reads
+        them and their vectors and offers itself to every one: any photo belongs in a list short of k.
+        """
+        batch = {d["_id"] for d in docs}
+        short = [d for d in await self.photos.collection.find(
+            {"neighbours_short": True, "vector_collection": collection, "status": READY},
+            {"_id": 1, "neighbours": 1},
+        ).limit(SHORT_LISTS_READ).to_list(None) if d["_id"] not in batch]
+        if not short:
+            return [[] for _ in docs]
+        stored = await self.vectors.get_vectors(collection, [str(d["_id"]) for d in short])
+        offers: list[list[tuple[ObjectId, float]]] = []
+        for i, doc in enumerate(docs):
+            seen = {oid for pid, _ in reached[i] if (oid := parse_object_id(pid)) is not None}
+            offers.append([
+                (d["_id"], similarity) for d in short
+                if d["_id"] not in seen and (vector := stored.get(str(d["_id"]))) is not None
+                and self._improves(d, doc["_id"], similarity := float(np.dot(vectors[i], vector)))
+            ])
+        return offers
+
     def _decide(
-        self, doc: dict[str, Any], analysis: PhotoAnalysis, near: list[tuple[str, float]],
-        neighbour_docs: Mapping[ObjectId, Any], collection: str,
+        self, doc: dict[str, Any], analysis: PhotoAnalysis, reached: list[tuple[str, float]],
+        neighbour_docs: Mapping[ObjectId, Any], collection: str, extra_offers: list[tuple[ObjectId, float]],
     ) -> _Decision:
         """Everything the photo will become, computed before anything is written."""
-        neighbour_ids = [parse_object_id(i) for i, _ in near]
-        known = [(oid, sim) for oid, (_, sim) in zip(neighbour_ids, near, strict=True) if oid in neighbour_docs]
+        usable = [(oid, sim) for i, sim in reached if (oid := parse_object_id(i)) in neighbour_docs]
+        known = usable[: self.config.neighbours_k]
         votes_from = [(sim, neighbour_docs[oid].get("tags", [])) for oid, sim in known]
         categories_from = [(sim, neighbour_docs[oid]["category"]) for oid, sim in known
                            if neighbour_docs[oid].get("category")]
@@ -231,8 +264,8 @@ class IngestHandler:
         }
         row = {"id": str(doc["_id"]), "vector": analysis.vector, "category": category, "owner": doc["owner"],
                "status": READY}
-        offers = [(oid, sim) for oid, sim in known if self._improves(neighbour_docs[oid], doc["_id"], sim)]
-        return _Decision(fields=fields, row=row, offers=offers, suggestions=len(suggestions))
+        offers = [(oid, sim) for oid, sim in usable if self._improves(neighbour_docs[oid], doc["_id"], sim)]
+        return _Decision(fields=fields, row=row, offers=[*offers, *extra_offers], suggestions=len(suggestions))
 
     def _improves(self, neighbour: Mapping[str, Any], photo_id: ObjectId, similarity: float) -> bool:
         """Whether the new photo belongs in this neighbour's kept list (most lists are full and closer)."""
@@ -259,7 +292,7 @@ class IngestHandler:
             operations.append(UpdateOne(
                 {"_id": doc["_id"], "status": PROCESSING},
                 [{"$set": {**{key: {"$literal": value} for key, value in fields.items()},
-                           "neighbours": self._merged_list(kept)}}],
+                           "neighbours": self._merged_list(kept)}}, self._short_flag()],
             ))
         ids = [doc["_id"] for doc in docs]
         failed: dict[ObjectId, str] = {}
@@ -325,7 +358,8 @@ class IngestHandler:
                 by_neighbour.setdefault(neighbour_id, []).append({"id": photo_id, "similarity": round(similarity, 5)})
         if not by_neighbour:
             return
-        operations = [UpdateOne({"_id": neighbour_id}, [{"$set": {"neighbours": self._merged_list(entries)}}])
+        operations = [UpdateOne({"_id": neighbour_id},
+                                [{"$set": {"neighbours": self._merged_list(entries)}}, self._short_flag()])
                       for neighbour_id, entries in by_neighbour.items()]
         await self.photos.collection.bulk_write(operations, ordered=False)
 
@@ -341,6 +375,12 @@ class IngestHandler:
             ]},
             "sortBy": {"similarity": -1},
         }}, self.config.neighbours_k]}
+
+    def _short_flag(self) -> dict[str, Any]:
+        """Pipeline stage after a list write: whether the kept list is still short of k (see
+        :meth:`_offers_to_short_lists`)."""
+        return {"$set": {"neighbours_short": {"$lt": [{"$size": {"$ifNull": ["$neighbours", []]}},
+                                                      self.config.neighbours_k]}}}
 
     async def on_parked(self, job: Job, error: str) -> None:
         oid = parse_object_id(str(job.payload.get("photo_id", "")))
