@@ -14,8 +14,8 @@ compute, never a photo processed twice or an announcement lost.
 
 Per batch, not per photo: one read of the photo documents, one of all their neighbours, one of the
 collection's lists still short of k (a young collection's first photos), one Milvus search, upsert and
-flush, one bulk write of offers and one of READY writes. On the 2-core reference
-box the database shares the cores with the model, so every round trip saved is forward-pass time.
+flush, one bulk write of offers and one of READY writes. On the 2-core reference box the database
+shares the cores with the model, so every round trip saved is forward-pass time.
 """
 
 from __future__ import annotations
