@@ -91,6 +91,12 @@ class Matchmaker:
         self._boundaries[category] = (value, time.monotonic())
         return value
 
+    def _opponent_scope(self, player: str, anchor: Mapping[str, Any], category: str | None) -> dict[str, Any]:
+        """Photos that may face this anchor outside its neighbour list: its category, READY, rated, and
+        neither the player's nor the anchor owner's."""
+        return {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
+                "_id": {"$ne": anchor["_id"]}}
+
     async def _anchor_pool(self, player: str, category: str | None, boundary: float) -> list[dict[str, Any]]:
         scope = {**self._scope(category), "owner": {"$ne": player}}
         pool: dict[ObjectId, dict[str, Any]] = {}
@@ -133,8 +139,7 @@ class Matchmaker:
                                     size: int = 24) -> list[tuple[dict[str, Any], float]]:
         """Random photos of the anchor's category: neighbour duels alone cannot tell visual clusters
         apart (a duel inside a cluster says nothing about the cluster's level), so some cross them."""
-        scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
-                 "_id": {"$ne": anchor["_id"]}}
+        scope = self._opponent_scope(player, anchor, category)
         docs = await (await self.photos.aggregate([{"$match": scope}, {"$sample": {"size": size}}])).to_list(None)
         kept = [d for d in docs if self._eligible(player, anchor, d, None, category)]
         judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in kept])
@@ -144,8 +149,7 @@ class Matchmaker:
                                    boundary: float) -> list[tuple[dict[str, Any], float]]:
         """The photos nearest the featured cut, half from each side: the contenders the cut is between.
         A contender that is also a listed neighbour keeps its similarity, so near-duplicates stay apart."""
-        scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
-                 "_id": {"$ne": anchor["_id"]}}
+        scope = self._opponent_scope(player, anchor, category)
         half = DEFAULT_POLICY.boundary_pool // 2
         above = self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(half)
         below = self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(half)
@@ -159,8 +163,7 @@ class Matchmaker:
 
     async def _fallback(self, player: str, anchor: dict[str, Any], category: str | None) -> dict[str, Any] | None:
         """A random same-category opponent, for photos whose neighbourhood is used up or empty."""
-        scope = {**self._scope(category or anchor.get("category")), "owner": {"$nin": [player, anchor["owner"]]},
-                 "_id": {"$ne": anchor["_id"]}}
+        scope = self._opponent_scope(player, anchor, category)
         docs = await self.photos.find(scope).sort("duels", 1).limit(50).to_list(None)
         self.rng.shuffle(docs)
         judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in docs])
