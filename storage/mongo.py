@@ -42,6 +42,14 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("photos", [("status", ASC), ("rating.conservative", DESC)], "status_rank"),
     IndexSpec("photos", [("category", ASC), ("rating.conservative", DESC)], "category_rank"),
     IndexSpec("photos", [("faces_count", ASC)], "faces"),
+    # nextDuel's anchor pool and opponent reads, in a category or across all: the most uncertain, the
+    # nearest the featured cut (either side of it), the least duelled
+    IndexSpec("photos", [("category", ASC), ("status", ASC), ("rating.sigma", DESC)], "category_duel_sigma"),
+    IndexSpec("photos", [("category", ASC), ("status", ASC), ("rating.mu", ASC)], "category_duel_mu"),
+    IndexSpec("photos", [("category", ASC), ("status", ASC), ("duels", ASC)], "category_duel_duels"),
+    IndexSpec("photos", [("status", ASC), ("rating.sigma", DESC)], "all_duel_sigma"),
+    IndexSpec("photos", [("status", ASC), ("rating.mu", ASC)], "all_duel_mu"),
+    IndexSpec("photos", [("status", ASC), ("duels", ASC)], "all_duel_duels"),
     # photos whose kept neighbour list is still short of k: each ingest batch offers itself to them
     IndexSpec("photos", [("neighbours_short", ASC), ("vector_collection", ASC)], "neighbours_short"),
     IndexSpec("jobs", [("state", ASC), ("run_at", ASC)], "runnable"),

@@ -1,7 +1,8 @@
 """Choosing the next duel for a player: the I/O around the pure policy in `gaming.matchmaking`.
 
 No vector search on this path: the anchor's visual neighbours were found once at ingest and are read
-from the photo document. Per request the cost is a few indexed MongoDB reads: an anchor pool (the
+from the photo document. Per request the cost is a few MongoDB reads, each served by an index of
+`storage.mongo.INDEXES` on real MongoDB (the embedded test server scans instead): an anchor pool (the
 most uncertain photos, the ones nearest the featured boundary, and the least-duelled for exploration),
 the anchor's neighbour documents (or, for a placement duel, a random sample of its category; for a
 boundary duel, the photos nearest the featured cut), and this player's judged pairs among them. The
