@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from gaming.duels.records import rating_from_fields
@@ -100,18 +99,25 @@ class Matchmaker:
 
     async def _anchor_pool(self, player: str, category: str | None, boundary: float) -> list[dict[str, Any]]:
         scope = {**self._scope(category), "owner": {"$ne": player}}
-        pool: dict[ObjectId, dict[str, Any]] = {}
         half = POOL_PER_SOURCE // 2
         sources = [
-            self.photos.find(scope).sort("rating.sigma", -1).limit(POOL_PER_SOURCE),
-            self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(half),
-            self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(half),
-            self.photos.find(scope).sort("duels", 1).limit(half),
+            await self.photos.find(scope).sort("rating.sigma", -1).limit(POOL_PER_SOURCE).to_list(None),
+            await self._nearest_cut(scope, boundary, half),
+            await self.photos.find(scope).sort("duels", 1).limit(half).to_list(None),
         ]
-        for cursor in sources:
-            async for doc in cursor:
-                pool[doc["_id"]] = doc
-        return list(pool.values())
+        return list({doc["_id"]: doc for docs in sources for doc in docs}.values())
+
+    async def _nearest_cut(self, scope: Mapping[str, Any], boundary: float, per_side: int) -> list[dict[str, Any]]:
+        """The photos of ``scope`` nearest the featured cut: ``per_side`` at or above it, then below it."""
+        above = self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(per_side)
+        below = self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(per_side)
+        return [*await above.to_list(None), *await below.to_list(None)]
+
+    async def _unjudged(self, player: str, anchor: Mapping[str, Any], candidates: list[tuple[dict[str, Any], float]]
+                        ) -> list[tuple[dict[str, Any], float]]:
+        """The candidates this player has not judged (or skipped) against the anchor yet."""
+        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d, _ in candidates])
+        return [(d, s) for d, s in candidates if pair_key(anchor["_id"], d["_id"]) not in judged]
 
     async def _judged_pairs(self, player: str, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -133,8 +139,7 @@ class Matchmaker:
         docs = {d["_id"]: d async for d in self.photos.find({"_id": {"$in": [e["id"] for e in entries]}})}
         candidates = [(docs.get(e["id"]), float(e["similarity"])) for e in entries]
         kept = [(d, s) for d, s in candidates if d is not None and self._eligible(player, anchor, d, s, category)]
-        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d, _ in kept])
-        return [(d, s) for d, s in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
+        return await self._unjudged(player, anchor, kept)
 
     async def _placement_candidates(self, player: str, anchor: dict[str, Any], category: str | None,
                                     size: int = 24) -> list[tuple[dict[str, Any], float]]:
@@ -142,25 +147,19 @@ class Matchmaker:
         apart (a duel inside a cluster says nothing about the cluster's level), so some cross them."""
         scope = self._opponent_scope(player, anchor, category)
         docs = await (await self.photos.aggregate([{"$match": scope}, {"$sample": {"size": size}}])).to_list(None)
-        kept = [d for d in docs if self._eligible(player, anchor, d, None, category)]
-        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in kept])
-        return [(d, 1.0) for d in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
+        return await self._unjudged(player, anchor, [(d, 1.0) for d in docs
+                                                     if self._eligible(player, anchor, d, None, category)])
 
     async def _boundary_candidates(self, player: str, anchor: dict[str, Any], category: str | None,
                                    boundary: float) -> list[tuple[dict[str, Any], float]]:
         """The photos nearest the featured cut, half from each side: the contenders the cut is between.
         A contender that is also a listed neighbour keeps its similarity, so near-duplicates stay apart."""
         scope = self._opponent_scope(player, anchor, category)
-        half = DEFAULT_POLICY.boundary_pool // 2
-        above = self.photos.find({**scope, "rating.mu": {"$gte": boundary}}).sort("rating.mu", 1).limit(half)
-        below = self.photos.find({**scope, "rating.mu": {"$lt": boundary}}).sort("rating.mu", -1).limit(half)
-        docs = [*await above.to_list(None), *await below.to_list(None)]
+        docs = await self._nearest_cut(scope, boundary, DEFAULT_POLICY.boundary_pool // 2)
         listed = listed_similarities(anchor)
-        kept = [(d, listed.get(d["_id"])) for d in docs]
-        kept = [(d, s) for d, s in kept if self._eligible(player, anchor, d, s, category)]
-        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d, _ in kept])
+        eligible = [d for d in docs if self._eligible(player, anchor, d, listed.get(d["_id"]), category)]
         # scored as placement candidates are (similarity 1.0): here the cut matters, not the look
-        return [(d, 1.0) for d, _ in kept if pair_key(anchor["_id"], d["_id"]) not in judged]
+        return await self._unjudged(player, anchor, [(d, 1.0) for d in eligible])
 
     async def _fallback(self, player: str, anchor: dict[str, Any], category: str | None) -> dict[str, Any] | None:
         """A random same-category opponent, for photos whose neighbourhood is used up or empty."""
