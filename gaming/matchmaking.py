@@ -73,6 +73,7 @@ __all__ = [
     "choose_opponent",
     "featured_boundary",
     "featured_boundary_array",
+    "featured_cut_ranks",
     "opponent_score",
     "opponent_scores",
     "sample_by_score",
@@ -196,6 +197,20 @@ def featured_boundary(ratings: Sequence[Rating], env: RatingEnv, top_fraction: f
 def featured_boundary_array(mu: np.ndarray, top_fraction: float = 0.10) -> float:
     """Array form of :func:`featured_boundary`."""
     return float(np.quantile(mu, 1.0 - top_fraction))
+
+
+def featured_cut_ranks(count: int, top_fraction: float = 0.10) -> tuple[int, int, float]:
+    """Where :func:`featured_boundary_array`'s cut falls among ``count`` mus sorted ascending: the two
+    ranks it interpolates between (numpy's linear rule) and the weight of the upper one.
+
+    So a store can read the cut as two values off an index on mu instead of every photo's mu (the
+    duel service did the latter every 30 s per category: O(N) documents over the wire).
+    """
+    if count < 1:
+        raise ValueError(f"count must be positive, got {count}")
+    position = (1.0 - top_fraction) * (count - 1)
+    lower = min(math.floor(position), count - 1)
+    return lower, min(lower + 1, count - 1), position - lower
 
 
 def _sigma_floor(env: RatingEnv) -> float:

@@ -12,12 +12,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from gaming.duels.matchmaker import Matchmaker
 from gaming.duels.records import rating_fields
+from gaming.matchmaking import featured_boundary_array, featured_cut_ranks
 from gaming.ratings import Rating, RatingEnv
 
 ENV = RatingEnv()
@@ -73,3 +75,41 @@ async def test_contenders_meet_at_the_cut_and_the_duel_rules_still_hold(
             listed += pairing.similarity is not None
     assert at_cut >= 30, "straddling anchors should often meet other contenders for the cut"
     assert listed >= 10, "neighbour duels go on beside them"
+
+
+async def test_the_cut_read_off_the_index_equals_the_quantile_of_every_mu(mongo_uri: str) -> None:
+    """The service reads the cut as a count and two mus; it must be the cut the simulation computes
+    from every mu, for any catalogue size, per category and across all, and ignore unrated photos."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    name = f"cutread_{uuid.uuid4().hex[:10]}"
+    db = mongo[name]
+    rng = random.Random(3)
+    try:
+        matchmaker = Matchmaker(db, ENV, near_duplicate_cosine=0.95)
+        assert await matchmaker.boundary("empty") == ENV.mu
+        mus: dict[str, list[float]] = {}
+        for category, size in (("one", 1), ("two", 2), ("eleven", 11), ("many", 137)):
+            mus[category] = [rng.uniform(5.0, 45.0) for _ in range(size)]
+            await db.photos.insert_many([
+                {"status": "READY", "category": category, "owner": "o", "rating": rating_fields(Rating(mu, 3.0), ENV)}
+                for mu in mus[category]
+            ])
+        await db.photos.insert_many([  # neither counts: one is not READY, one not rated yet
+            {"status": "PROCESSING", "category": "many", "owner": "o", "rating": rating_fields(Rating(99.0, 3.0), ENV)},
+            {"status": "READY", "category": "many", "owner": "o"},
+        ])
+        for category, values in mus.items():
+            assert await matchmaker.boundary(category) == pytest.approx(featured_boundary_array(np.array(values)))
+        every = [mu for values in mus.values() for mu in values]
+        assert await matchmaker.boundary(None) == pytest.approx(featured_boundary_array(np.array(every)))
+    finally:
+        await mongo.drop_database(name)
+        await mongo.close()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 10, 11, 20, 101, 1000])
+def test_the_cut_ranks_interpolate_like_numpy(count: int) -> None:
+    values = np.sort(np.random.default_rng(count).normal(25, 5, size=count))
+    lower, upper, weight = featured_cut_ranks(count)
+    assert 0 <= lower <= upper < count and 0 <= weight < 1
+    assert values[lower] + weight * (values[upper] - values[lower]) == pytest.approx(featured_boundary_array(values))

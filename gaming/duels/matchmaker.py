@@ -11,6 +11,7 @@ choices themselves are `gaming.matchmaking`'s, the same functions bench/ranking_
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from gaming.matchmaking import (
     RatedPhoto,
     choose_anchor,
     choose_opponent,
-    featured_boundary_array,
+    featured_cut_ranks,
     wants_boundary_duel,
     wants_calibration,
 )
@@ -80,14 +81,30 @@ class Matchmaker:
         return query
 
     async def boundary(self, category: str | None) -> float:
-        """The featured cut's skill for a category, cached briefly: it moves slowly with votes."""
+        """The featured cut's skill for a category (`featured_boundary_array` of its mus), cached
+        briefly: it moves slowly with votes.
+
+        Read as a count and the two mus the cut lies between, off the (category, status, rating.mu)
+        index: on real MongoDB both are index-only, instead of every photo's mu shipped to Python. The
+        range on ``rating.mu`` stands for "rated" (a numeric range lets the index answer it alone).
+        """
         cached = self._boundaries.get(category)
         if cached and time.monotonic() - cached[1] < BOUNDARY_TTL_SECONDS:
             return cached[0]
-        import numpy as np
-
-        mus = [d["rating"]["mu"] async for d in self.photos.find(self._scope(category), {"rating.mu": 1})]
-        value = featured_boundary_array(np.array(mus)) if mus else self.env.mu
+        query: dict[str, Any] = {"status": READY, "rating.mu": {"$gte": -math.inf}}
+        if category:
+            query["category"] = category
+        count = await self.photos.count_documents(query)
+        if not count:
+            return self.env.mu
+        lower, upper, weight = featured_cut_ranks(count, DEFAULT_POLICY.top_fraction)
+        # descending, so the skip is the tenth above the cut rather than the nine tenths below it
+        docs = await self.photos.find(query, {"_id": 0, "rating.mu": 1}).sort("rating.mu", -1) \
+            .skip(count - 1 - upper).limit(upper - lower + 1).to_list(None)
+        if not docs:  # photos left between the two reads: the uninformed cut, not cached
+            return self.env.mu
+        high, low = float(docs[0]["rating"]["mu"]), float(docs[-1]["rating"]["mu"])
+        value = low + weight * (high - low)
         self._boundaries[category] = (value, time.monotonic())
         return value
 
