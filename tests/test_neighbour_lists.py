@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -147,3 +148,25 @@ def test_an_offer_made_while_a_photo_is_processing_survives_its_ready_write(
         worker.wait_model()
         (doc,) = wait_all_ready(worker, [photo_id])
     assert doc["neighbours"][0] == offered
+
+
+def test_photos_from_before_the_short_flag_get_it_at_start(make_settings: Callable[..., Settings]) -> None:
+    """A deployment's READY photos made before `neighbours_short` existed carry no flag, so a short list
+    among them would never be found. Starting the service sets it from each list's length, once."""
+    settings = make_settings(neighbours_k=K)
+    short, full, processing, flagged = ObjectId(), ObjectId(), ObjectId(), ObjectId()
+    entries = [{"id": ObjectId(), "similarity": 0.5} for _ in range(K)]
+    with LiveServer(settings, run_worker=False) as api:
+        api.run(api.services.db.photos.insert_many([{"owner": "legacy", "sha256": str(doc["_id"]), "created_at": datetime.now(UTC), **doc} for doc in [
+            {"_id": short, "status": "READY", "neighbours": entries[:1]},
+            {"_id": full, "status": "READY", "neighbours": entries},
+            {"_id": processing, "status": "PROCESSING"},  # its READY write sets the flag
+            {"_id": flagged, "status": "READY", "neighbours": entries[:2], "neighbours_short": False},
+        ]]))
+    with LiveServer(settings, run_worker=False) as api:
+        docs = {d["_id"]: d for d in api.run(api.services.db.photos.find(
+            {"_id": {"$in": [short, full, processing, flagged]}}).to_list(None))}
+    assert docs[short]["neighbours_short"] is True
+    assert docs[full]["neighbours_short"] is False
+    assert "neighbours_short" not in docs[processing]
+    assert docs[flagged]["neighbours_short"] is False  # a flag already set is the pipeline's: left alone

@@ -68,6 +68,26 @@ def photo_collection(model_id: str, dim: int) -> str:
     return collection_name("photos", model_id, dim)
 
 
+def short_flag_stage(k: int) -> dict[str, Any]:
+    """Pipeline stage after a list write: whether the kept list is still short of k (see
+    :meth:`IngestHandler._offers_to_short_lists`)."""
+    return {"$set": {"neighbours_short": {"$lt": [{"$size": {"$ifNull": ["$neighbours", []]}}, k]}}}
+
+
+async def flag_unflagged_short_lists(photos: PhotoRepository, k: int) -> int:
+    """Set ``neighbours_short`` on READY photos made before the flag existed; returns how many.
+
+    Without it a short list among them would never be found, and so never filled. Runs at every start:
+    once done it matches nothing (and is cheap: photos without the flag sort first in its index).
+    """
+    result = await photos.collection.update_many(
+        {"status": READY, "neighbours_short": {"$exists": False}}, [short_flag_stage(k)]
+    )
+    if result.modified_count:
+        log.info("ingest.short_flags_backfilled", photos=result.modified_count, k=k)
+    return result.modified_count
+
+
 class IngestHandler:
     """Job handler for kind "ingest"."""
 
@@ -377,10 +397,7 @@ class IngestHandler:
         }}, self.config.neighbours_k]}
 
     def _short_flag(self) -> dict[str, Any]:
-        """Pipeline stage after a list write: whether the kept list is still short of k (see
-        :meth:`_offers_to_short_lists`)."""
-        return {"$set": {"neighbours_short": {"$lt": [{"$size": {"$ifNull": ["$neighbours", []]}},
-                                                      self.config.neighbours_k]}}}
+        return short_flag_stage(self.config.neighbours_k)
 
     async def on_parked(self, job: Job, error: str) -> None:
         oid = parse_object_id(str(job.payload.get("photo_id", "")))
