@@ -15,7 +15,7 @@ import structlog
 
 from gaming.duels.records import initial_rating_fields
 from ml.pipelines.celebrities import FACES, FacesHandler, enqueue_faces
-from ml.pipelines.ingest import IngestConfig, IngestHandler, flag_unflagged_short_lists
+from ml.pipelines.ingest import IngestConfig, IngestHandler, flag_short_lists
 from ml.pipelines.upload import INGEST
 from notifications.devices import DEVICE_INDEXES, DeviceRepository
 from notifications.dispatcher import Dispatcher
@@ -73,7 +73,7 @@ def job_handlers(services: Services) -> dict[str, JobHandler]:
 
 async def start_features(services: Services) -> None:
     await ensure_indexes(services.db, [*OUTBOX_INDEXES, *DEVICE_INDEXES])
-    await flag_unflagged_short_lists(services.photos, services.settings.neighbours_k)
+    await flag_short_lists(services.db, services.settings.neighbours_k)
     await services.uploads.requeue_orphans()
     await start_notifications(services)
 

@@ -150,23 +150,33 @@ def test_an_offer_made_while_a_photo_is_processing_survives_its_ready_write(
     assert doc["neighbours"][0] == offered
 
 
-def test_photos_from_before_the_short_flag_get_it_at_start(make_settings: Callable[..., Settings]) -> None:
+def test_short_flags_are_set_at_start_for_photos_from_before_them_and_after_a_change_of_k(
+    make_settings: Callable[..., Settings],
+) -> None:
     """A deployment's READY photos made before `neighbours_short` existed carry no flag, so a short list
-    among them would never be found. Starting the service sets it from each list's length, once."""
+    among them would never be found; and after k grows, lists full under the old k are short. Starting
+    the service sets the flag from each list's length: for photos without one, or for all after k changed."""
     settings = make_settings(neighbours_k=K)
     short, full, processing, flagged = ObjectId(), ObjectId(), ObjectId(), ObjectId()
     entries = [{"id": ObjectId(), "similarity": 0.5} for _ in range(K)]
-    with LiveServer(settings, run_worker=False) as api:
-        api.run(api.services.db.photos.insert_many([{"owner": "legacy", "sha256": str(doc["_id"]), "created_at": datetime.now(UTC), **doc} for doc in [
+
+    def flags(api: LiveServer) -> dict[ObjectId, Any]:
+        docs = api.run(api.services.db.photos.find({"_id": {"$in": [short, full, processing, flagged]}}).to_list(None))
+        return {d["_id"]: d.get("neighbours_short") for d in docs}
+
+    with LiveServer(settings, run_worker=False) as api:  # this start records the k the flags are for
+        api.run(api.services.db.photos.insert_many([{"owner": "legacy", "sha256": str(doc["_id"]),
+                                                     "created_at": datetime.now(UTC), **doc} for doc in [
             {"_id": short, "status": "READY", "neighbours": entries[:1]},
             {"_id": full, "status": "READY", "neighbours": entries},
             {"_id": processing, "status": "PROCESSING"},  # its READY write sets the flag
             {"_id": flagged, "status": "READY", "neighbours": entries[:2], "neighbours_short": False},
         ]]))
     with LiveServer(settings, run_worker=False) as api:
-        docs = {d["_id"]: d for d in api.run(api.services.db.photos.find(
-            {"_id": {"$in": [short, full, processing, flagged]}}).to_list(None))}
-    assert docs[short]["neighbours_short"] is True
-    assert docs[full]["neighbours_short"] is False
-    assert "neighbours_short" not in docs[processing]
-    assert docs[flagged]["neighbours_short"] is False  # a flag already set is the pipeline's: left alone
+        after_restart = flags(api)
+    # a flag already set is the pipeline's, for this k: left alone
+    assert after_restart == {short: True, full: False, processing: None, flagged: False}
+
+    with LiveServer(settings.model_copy(update={"neighbours_k": K + 1}), run_worker=False) as api:
+        after_k_change = flags(api)
+    assert after_k_change == {short: True, full: True, processing: None, flagged: True}

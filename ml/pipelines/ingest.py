@@ -30,6 +30,7 @@ import structlog
 from bson import ObjectId
 from PIL import Image
 from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from ml.pipelines.analysis import PhotoAnalysis, PhotoAnalyzer
@@ -46,6 +47,7 @@ from storage.vectors import ScalarField, VectorIndex, collection_name
 log = structlog.get_logger(__name__)
 
 PHOTO_SCALARS = (ScalarField("category", 64), ScalarField("owner", 128), ScalarField("status", 16))
+NEIGHBOUR_LISTS = "neighbour_lists"  # the ingest_params document recording the k the short flags are for
 SHORT_LISTS_READ = 256  # at most this many short lists offered to per batch (a young collection has <= k)
 
 @dataclass(frozen=True)
@@ -74,17 +76,24 @@ def short_flag_stage(k: int) -> dict[str, Any]:
     return {"$set": {"neighbours_short": {"$lt": [{"$size": {"$ifNull": ["$neighbours", []]}}, k]}}}
 
 
-async def flag_unflagged_short_lists(photos: PhotoRepository, k: int) -> int:
-    """Set ``neighbours_short`` on READY photos made before the flag existed; returns how many.
+async def flag_short_lists(db: AsyncDatabase[dict[str, Any]], k: int) -> int:
+    """Make ``neighbours_short`` right for the k in force, at process start; returns how many changed.
 
-    Without it a short list among them would never be found, and so never filled. Runs at every start:
-    once done it matches nothing (and is cheap: photos without the flag sort first in its index).
+    Two cases leave it wrong: READY photos made before the flag existed have none (a short list among
+    them would never be found, so never filled), and a change of k (lists full under the old k are short
+    under a larger one). The k the flags were set for is kept in ``ingest_params``; while it is unchanged
+    only photos without a flag are read (none, once done), after a change every READY photo is.
     """
-    result = await photos.collection.update_many(
-        {"status": READY, "neighbours_short": {"$exists": False}}, [short_flag_stage(k)]
-    )
+    params = db["ingest_params"]
+    flagged_for = await params.find_one({"_id": NEIGHBOUR_LISTS})
+    query: dict[str, Any] = {"status": READY}
+    if flagged_for is not None and flagged_for.get("k") == k:
+        query["neighbours_short"] = {"$exists": False}
+    result = await db["photos"].update_many(query, [short_flag_stage(k)])
+    await params.update_one({"_id": NEIGHBOUR_LISTS}, {"$set": {"k": k}}, upsert=True)
     if result.modified_count:
-        log.info("ingest.short_flags_backfilled", photos=result.modified_count, k=k)
+        log.info("ingest.short_flags_set", photos=result.modified_count, k=k,
+                 previous_k=flagged_for.get("k") if flagged_for else None)
     return result.modified_count
 
 
