@@ -85,8 +85,9 @@ class Matchmaker:
         briefly: it moves slowly with votes.
 
         Read as a count and the two mus the cut lies between, off the (category, status, rating.mu)
-        index: on real MongoDB both are index-only, instead of every photo's mu shipped to Python. The
-        range on ``rating.mu`` stands for "rated" (a numeric range lets the index answer it alone).
+        index: on real MongoDB both can be served from the index alone, instead of every photo's mu
+        shipped to Python. The range on ``rating.mu`` stands for "rated" (a numeric range lets the index
+        answer it alone).
         """
         cached = self._boundaries.get(category)
         if cached and time.monotonic() - cached[1] < BOUNDARY_TTL_SECONDS:
