@@ -29,10 +29,17 @@ TWINS = (36, 37)  # near the cut, each in the other's list at near-duplicate sim
 
 
 @pytest.fixture
-async def catalogue(mongo_uri: str) -> AsyncIterator[tuple[Any, list[ObjectId]]]:
+async def db(mongo_uri: str) -> AsyncIterator[Any]:
+    """An empty database of its own on the session's server, dropped afterwards."""
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
     name = f"cut_{uuid.uuid4().hex[:10]}"
-    db = mongo[name]
+    yield mongo[name]
+    await mongo.drop_database(name)
+    await mongo.close()
+
+
+@pytest.fixture
+async def catalogue(db: Any) -> AsyncIterator[tuple[Any, list[ObjectId]]]:
     ids = [ObjectId() for _ in range(COUNT)]
     docs = []
     for i, pid in enumerate(ids):
@@ -50,8 +57,6 @@ async def catalogue(mongo_uri: str) -> AsyncIterator[tuple[Any, list[ObjectId]]]
     docs[3]["owner"] = "ann"  # the player's own photo
     await db.photos.insert_many(docs)
     yield db, ids
-    await mongo.drop_database(name)
-    await mongo.close()
 
 
 async def test_contenders_meet_at_the_cut_and_the_duel_rules_still_hold(
@@ -77,34 +82,27 @@ async def test_contenders_meet_at_the_cut_and_the_duel_rules_still_hold(
     assert listed >= 10, "neighbour duels go on beside them"
 
 
-async def test_the_cut_read_off_the_index_equals_the_quantile_of_every_mu(mongo_uri: str) -> None:
+async def test_the_cut_read_off_the_index_equals_the_quantile_of_every_mu(db: Any) -> None:
     """The service reads the cut as a count and two mus; it must be the cut the simulation computes
     from every mu, for any catalogue size, per category and across all, and ignore unrated photos."""
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    name = f"cutread_{uuid.uuid4().hex[:10]}"
-    db = mongo[name]
     rng = random.Random(3)
-    try:
-        matchmaker = Matchmaker(db, ENV, near_duplicate_cosine=0.95)
-        assert await matchmaker.boundary("empty") == ENV.mu
-        mus: dict[str, list[float]] = {}
-        for category, size in (("one", 1), ("two", 2), ("eleven", 11), ("many", 137)):
-            mus[category] = [rng.uniform(5.0, 45.0) for _ in range(size)]
-            await db.photos.insert_many([
-                {"status": "READY", "category": category, "owner": "o", "rating": rating_fields(Rating(mu, 3.0), ENV)}
-                for mu in mus[category]
-            ])
-        await db.photos.insert_many([  # neither counts: one is not READY, one not rated yet
-            {"status": "PROCESSING", "category": "many", "owner": "o", "rating": rating_fields(Rating(99.0, 3.0), ENV)},
-            {"status": "READY", "category": "many", "owner": "o"},
+    matchmaker = Matchmaker(db, ENV, near_duplicate_cosine=0.95)
+    assert await matchmaker.boundary("empty") == ENV.mu
+    mus: dict[str, list[float]] = {}
+    for category, size in (("one", 1), ("two", 2), ("eleven", 11), ("many", 137)):
+        mus[category] = [rng.uniform(5.0, 45.0) for _ in range(size)]
+        await db.photos.insert_many([
+            {"status": "READY", "category": category, "owner": "o", "rating": rating_fields(Rating(mu, 3.0), ENV)}
+            for mu in mus[category]
         ])
-        for category, values in mus.items():
-            assert await matchmaker.boundary(category) == pytest.approx(featured_boundary_array(np.array(values)))
-        every = [mu for values in mus.values() for mu in values]
-        assert await matchmaker.boundary(None) == pytest.approx(featured_boundary_array(np.array(every)))
-    finally:
-        await mongo.drop_database(name)
-        await mongo.close()
+    await db.photos.insert_many([  # neither counts: one is not READY, one not rated yet
+        {"status": "PROCESSING", "category": "many", "owner": "o", "rating": rating_fields(Rating(99.0, 3.0), ENV)},
+        {"status": "READY", "category": "many", "owner": "o"},
+    ])
+    for category, values in mus.items():
+        assert await matchmaker.boundary(category) == pytest.approx(featured_boundary_array(np.array(values)))
+    every = [mu for values in mus.values() for mu in values]
+    assert await matchmaker.boundary(None) == pytest.approx(featured_boundary_array(np.array(every)))
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 10, 11, 20, 101, 1000])

@@ -184,12 +184,9 @@ class Matchmaker:
         scope = self._opponent_scope(player, anchor, category)
         docs = await self.photos.find(scope).sort("duels", 1).limit(50).to_list(None)
         self.rng.shuffle(docs)
-        judged = await self._judged_pairs(player, [pair_key(anchor["_id"], d["_id"]) for d in docs])
-        for doc in docs:
-            fresh = pair_key(anchor["_id"], doc["_id"]) not in judged
-            if fresh and self._eligible(player, anchor, doc, None, category):
-                return doc
-        return None
+        eligible = [(d, 1.0) for d in docs if self._eligible(player, anchor, d, None, category)]
+        unjudged = await self._unjudged(player, anchor, eligible)
+        return unjudged[0][0] if unjudged else None
 
     async def pick(self, player: str, category: str | None) -> Pairing | None:
         boundary = await self.boundary(category)
