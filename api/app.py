@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from api.graphql_view import PhotoDuelGraphQL
-from api.middleware import AuthMiddleware, BodyLimitMiddleware
+from api.middleware import AuthMiddleware, BodyLimitMiddleware, ErrorMiddleware
 from api.routes import healthz, image, readyz
 from api.schema import build_schema
 from api.seen_users import SeenUsers
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings, run_worker=worker) as services:
+        async with open_services(settings, run_worker=worker, run_projector=settings.projector_enabled) as services:
             services.extras["seen_users"] = SeenUsers(services.users)
             app.state.services = services
             log.info("api.started", env=settings.env, worker=worker, milvus=settings.resolved_milvus_uri,
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         WebSocketRoute("/graphql", graphql),
     ]
     middleware = [
+        Middleware(ErrorMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES),
         Middleware(AuthMiddleware),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.websockets import WebSocket
@@ -12,6 +13,9 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from api.auth import AuthError, bearer_token
 from api.context import Context
+from api.errors import UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
+
+log = structlog.get_logger(__name__)
 
 # A browser form can POST multipart/form-data cross-site without a CORS preflight; these headers
 # cannot be set by a form, so requiring one of them makes uploads preflighted (Apollo's CSRF rule).
@@ -40,6 +44,12 @@ class PhotoDuelGraphQL(GraphQL[Context, None]):
                 await context.services.extras["seen_users"].seen(context.principal)
         except AuthError as exc:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
+        except Exception as exc:  # recording the user failed: refuse the connection, the app reconnects
+            log.warning("ws.connect_failed", exc_info=exc)
+            if is_unavailable(exc):
+                raise ConnectionRejectionError({"code": "UNAVAILABLE", "message": UNAVAILABLE_MESSAGE}) from None
+            raise ConnectionRejectionError(
+                {"code": "INTERNAL_SERVER_ERROR", "message": UNEXPECTED_MESSAGE}) from None
         return None
 
     async def parse_multipart(self, request: Any) -> dict[str, str]:

@@ -1,19 +1,27 @@
-"""ASGI middleware: who is calling (for HTTP), and a cap on request bodies before anything is parsed."""
+"""ASGI middleware: errors as JSON answers, who is calling (for HTTP), and a cap on request bodies before
+anything is parsed."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import AuthError, bearer_token
+from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
+
+log = structlog.get_logger(__name__)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -21,8 +29,67 @@ def graphql_error(message: str, code: str) -> dict[str, Any]:
     return {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
 
 
+async def send_exception(send: Send, exc: BaseException) -> None:
+    """The answer to an exception no handler took: 503 UNAVAILABLE (with Retry-After) for a database that
+    is down or past its deadline, else a masked 500. Both in the shape of a GraphQL response."""
+    if is_unavailable(exc):
+        await _send_json(send, 503, graphql_error(UNAVAILABLE_MESSAGE, "UNAVAILABLE"),
+                         [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
+    else:
+        await _send_json(send, 500, graphql_error(UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR"))
+
+
+def log_exception(event: str, scope: Scope, exc: BaseException) -> None:
+    where = {"method": scope.get("method"), "path": scope.get("path")}
+    if is_unavailable(exc):
+        log.warning(event, **where, unavailable=True, error=f"{type(exc).__name__}: {exc}")
+    else:
+        log.error(event, **where, exc_info=exc)
+
+
+class ErrorMiddleware:
+    """Outermost: an exception from any middleware or route becomes a JSON answer (503 or a masked 500)
+    and one structured log line, instead of a plain-text 500 and "Exception in ASGI application".
+
+    Once a response has started nothing else can be said: the exception is logged and the response ends
+    (the server closes the connection, as it must for a body it cannot finish).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            log.info("request.client_disconnected", method=scope.get("method"), path=scope.get("path"))
+        except Exception as exc:
+            log_exception("request.failed", scope, exc)
+            if started:
+                return
+            try:
+                await send_exception(send, exc)
+            except OSError:
+                pass  # the client is gone
+
+
 class AuthMiddleware:
-    """Verifies `Authorization: Bearer` on HTTP requests. A bad token is a 401, never anonymous."""
+    """Verifies `Authorization: Bearer` on HTTP requests. A bad token is a 401, never anonymous.
+
+    Recording the user (`SeenUsers`) writes to the database: when that fails the request is answered
+    here (503 UNAVAILABLE for an outage, a masked 500 otherwise) rather than served without it.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -41,6 +108,10 @@ class AuthMiddleware:
                 scope.setdefault("state", {})["principal"] = principal
         except AuthError as exc:
             await _send_json(send, 401, graphql_error(str(exc), "UNAUTHENTICATED"))
+            return
+        except Exception as exc:
+            log_exception("request.auth_failed", scope, exc)
+            await send_exception(send, exc)
             return
         await self.app(scope, receive, send)
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_unavailable
 from storage.base import parse_object_id
 from storage.blobs import BlobNotFound
 from storage.mongo import ping
 from storage.photos import READY, PhotoRepository
 
 VARIANTS = ("original", "display", "thumbnail")
+
+log = structlog.get_logger(__name__)
 
 
 async def healthz(request: Request) -> Response:
@@ -42,6 +46,19 @@ def _not_found() -> Response:
 
 
 async def image(request: Request) -> Response:
+    """An image rendition; 503 with Retry-After while the database cannot answer (any other error goes to
+    `ErrorMiddleware`: a logged, masked 500)."""
+    try:
+        return await _image(request)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("image.unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        return JSONResponse({"error": UNAVAILABLE_MESSAGE}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"})
+
+
+async def _image(request: Request) -> Response:
     variant = request.path_params["variant"]
     oid = parse_object_id(request.path_params["photo_id"])
     if oid is None or variant not in VARIANTS:

@@ -1,11 +1,18 @@
-"""Create the user document on first sight, without a database write on every request."""
+"""Create the user document on first sight, without a database write on every request.
+
+A new user's app typically sends several requests at once (a feed, a profile, a duel). They all miss
+the cache together; one write per uid is made, and the other requests of that moment await it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from api.auth import Principal
 from storage.users import UserRepository
+
+_Key = tuple[str, bool]
 
 
 class SeenUsers:
@@ -13,18 +20,33 @@ class SeenUsers:
         self._users = users
         self._refresh = refresh_seconds
         self._capacity = capacity
-        self._last: dict[tuple[str, bool], float] = {}
+        self._last: dict[_Key, float] = {}
+        self._inflight: dict[_Key, asyncio.Task[None]] = {}
 
     async def seen(self, principal: Principal) -> None:
         if principal.uid is None:
             return
         key = (principal.uid, principal.admin)
-        now = time.monotonic()
-        if now - self._last.get(key, -1e18) < self._refresh:
+        if time.monotonic() - self._last.get(key, -1e18) < self._refresh:
             return
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._write(key, principal))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        # Shielded: one caller going away (client disconnect) does not cancel the write the others await.
+        # A failed write fails every request that awaited it; the next request tries again.
+        await asyncio.shield(task)
+
+    async def _write(self, key: _Key, principal: Principal) -> None:
         claims = principal.claims
-        await self._users.upsert_seen(principal.uid, email=claims.get("email"), name=claims.get("name"),
-                                      admin=principal.admin)
+        await self._users.upsert_seen(key[0], email=claims.get("email"), name=claims.get("name"), admin=key[1])
         if len(self._last) >= self._capacity:
             self._last.clear()
-        self._last[key] = now
+        self._last[key] = time.monotonic()
+
+    def _finished(self, key: _Key, task: asyncio.Task[None]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, so a write every caller abandoned is not logged as lost

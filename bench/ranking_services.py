@@ -1,5 +1,5 @@
 """The ranking simulation run through the real services: MongoDB (the embedded SecantusDB), Milvus
-(milvus-lite), the duel service's matchmaker and the vote log's transactional TrueSkill projection.
+(milvus-lite), the duel service's matchmaker, signed tickets, the vote log and the rating projector.
 
 bench/ranking_sim.py measures the policy in memory over many seeds; this run checks that the service,
 with its I/O, filters and tickets, gets the same behaviour: same simulated world (bench/sim_core.py:
@@ -57,8 +57,8 @@ async def seed_catalogue(services, world, emb: np.ndarray, r: float) -> list[Obj
         docs.append({
             "_id": photo_id, "owner": f"owner{world.owner[n]}", "status": READY, "category": "bench",
             "sha256": f"bench-{n}", "created_at": now, "updated_at": now, "neighbours": neighbours,
-            "rating": initial_rating_fields(float(quality[n]), services.rating_env), "rating_version": 0,
-            "quality": {"score": float(quality[n])}, "duels": 0, "tags": [],
+            "rating": initial_rating_fields(float(quality[n]), services.rating_env), "ready_at": now,
+            "quality": {"score": float(quality[n])}, "tags": [],
         })
     await services.photos.collection.insert_many(docs)
     return ids
@@ -75,7 +75,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), log_level="WARNING", log_json=False, worker_enabled=False,
                             duel_ttl_seconds=3600)
-        async with open_services(settings, run_worker=False, load_model=False) as services:
+        async with open_services(settings, run_worker=False, run_projector=True, load_model=False) as services:
             ids = await seed_catalogue(services, world, emb, args.r)
             index = {pid: n for n, pid in enumerate(ids)}
             rng = np.random.default_rng(args.seed + 2)
@@ -90,12 +90,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     picked = await services.duels.next_duel(player, None)
                     if picked is None:
                         continue
-                    ticket, left, right = picked
-                    li, ri = index[left["_id"]], index[right["_id"]]
+                    li, ri = index[picked.left["_id"]], index[picked.right["_id"]]
                     outcome = int(vote(world.q, np.array([li]), np.array([ri]), args.slope, rng)[0])
-                    await services.duels.vote(ticket["_id"], player, OUTCOMES[outcome])
+                    result = await services.duels.vote(picked.id, player, OUTCOMES[outcome])
+                    if not result.applied:  # the next pair must see this vote, as in the simulation
+                        await services.projector.drain()
                     votes += 1
-                    neighbour_pairs += bool(ticket["neighbour_pair"])
+                    neighbour_pairs += picked.ticket.similarity is not None
                 docs = {d["_id"]: d async for d in services.photos.collection.find({}, {"rating": 1})}
                 score = np.array([docs[pid]["rating"]["conservative"] for pid in ids])
                 rho, top = spearman(score, world.q), top_recall(score, world.q)
@@ -108,7 +109,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 if all(v is not None for v in reached.values()) and per_photo >= args.min_votes:
                     break
             elapsed = time.perf_counter() - started
-            replay = await services.votes.replay()
+            await services.projector.drain(settle=True)
+            replay = await services.projector.replay()
             stored = {d["_id"]: d["rating"] async for d in services.photos.collection.find({}, {"rating": 1})}
             exact = all(stored[pid] == replay[pid] for pid in ids)
             duels = np.array([stored[pid]["votes"] for pid in ids])

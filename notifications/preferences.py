@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from notifications.outbox import KINDS
 
@@ -51,9 +51,17 @@ class Preferences:
     async def _update(self, user: str, change: dict[str, Any]) -> list[str]:
         # Upsert: a user is normally created on first sight of their token, but a preference must not
         # be lost if it arrives first. `created_at` is what `upsert_seen` would have set.
-        doc = await self.users.find_one_and_update(
-            {"_id": user}, {**change, "$setOnInsert": {"created_at": datetime.now(UTC)}},
-            upsert=True, return_document=ReturnDocument.AFTER, projection={"muted": 1},
-        )
+        # Two first writes for one user (this and the sign-in's) race on _id: the loser retries as an
+        # update. The embedded server has been seen to return no document for an upsert under such a
+        # race, so the result is read back rather than trusted.
+        for attempt in range(2):
+            try:
+                await self.users.update_one(
+                    {"_id": user}, {**change, "$setOnInsert": {"created_at": datetime.now(UTC)}}, upsert=True)
+                break
+            except DuplicateKeyError:
+                if attempt:
+                    raise
+        doc = await self.users.find_one({"_id": user}, {"muted": 1})
         muted = set((doc or {}).get("muted") or [])
         return [k for k in KINDS if k in muted]

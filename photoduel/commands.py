@@ -68,18 +68,17 @@ async def reindex(settings: Settings, *, batch_size: int) -> int:
 
 
 async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]:
-    """Replay the vote log; returns (photos whose stored rating differs, photos rewritten)."""
+    """Replay the vote log; returns (photos whose stored rating differs, photos rewritten).
+
+    `--check` only reads. A rebuild writes, so it takes the rating projector's lease first: it refuses
+    while a running service holds it (stop the service, or wait for its lease to lapse)."""
     from photoduel.services import open_services
 
-    async with open_services(settings, run_worker=False, load_model=False) as services:
-        await services.votes.apply_pending()
-        replayed = await services.votes.replay()
-        differing = 0
-        for photo_id, fields in replayed.items():
-            doc = await services.photos.get(photo_id)
-            if doc is not None and doc.get("rating") != fields:
-                differing += 1
-        written = 0 if check else await services.votes.rebuild()
+    async with open_services(settings, run_worker=False, load_model=False, open_vectors=False) as services:
+        replayed = await services.projector.replay()
+        stored = await services.photos.stored_ratings()
+        differing = sum(1 for photo_id, fields in replayed.items() if stored.get(photo_id, fields) != fields)
+        written = 0 if check else await services.projector.rebuild()
         return differing, written
 
 

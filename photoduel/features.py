@@ -42,7 +42,7 @@ def ingest_handler(services: Services) -> IngestHandler:
                      suggestions_max=settings.suggestions_max, batch_size=settings.worker_batch_size),
         initial_rating=lambda quality: initial_rating_fields(quality, services.rating_env),
         before_batch=[refresh_vocabulary(services)],
-        after_ready=[queue_face_checks(services)],
+        after_ready=[queue_face_checks(services), offer_to_matchmaking(services)],
         on_announced=services.notifications.announced if services.notifications is not None else None,
     )
 
@@ -63,6 +63,16 @@ def queue_face_checks(services: Services):  # type: ignore[no-untyped-def]
     return queue
 
 
+def offer_to_matchmaking(services: Services):  # type: ignore[no-untyped-def]
+    """New READY photos join this process's duel catalogue at once (other processes poll for them)."""
+
+    async def offer(ready: list[dict[str, Any]]) -> None:
+        for doc in ready:
+            services.catalogue.add(doc)
+
+    return offer
+
+
 def job_handlers(services: Services) -> dict[str, JobHandler]:
     return {
         INGEST: ingest_handler(services),
@@ -76,6 +86,10 @@ async def start_features(services: Services) -> None:
     await flag_short_lists(services.db, services.settings.neighbours_k)
     await services.uploads.requeue_orphans()
     await start_notifications(services)
+    # Ratings for matchmaking and vote results follow the projector's batches from here on.
+    await services.feed.start_from_last()
+    services.feed.subscribe(services.catalogue.apply_batch)
+    services.feed.start()
 
 
 async def stop_features(services: Services) -> None:
@@ -84,16 +98,14 @@ async def stop_features(services: Services) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await services.feed.stop()
     await stop_notifications(services)
 
 
-PERIODIC_SECONDS = 30.0
-
-
-async def periodic_maintenance(services: Services, interval: float = PERIODIC_SECONDS) -> None:
-    """Recovery and promotion chores, in worker processes only: apply votes a crashed API process
-    logged but never applied, re-fit the celebrity offset from the vote log, and announce photos
-    that entered a featured set."""
+async def periodic_maintenance(services: Services) -> None:
+    """Promotion chores, in worker processes only: re-fit the celebrity offset from the vote log, and
+    announce photos that entered a featured set. (Votes need no recovery chore: the rating projector
+    applies every logged vote, whichever process logged it.)"""
 
     async def announce(photo: dict[str, Any]) -> None:
         record, created = await announce_featured(services.outbox, photo)
@@ -102,12 +114,11 @@ async def periodic_maintenance(services: Services, interval: float = PERIODIC_SE
 
     while True:
         try:
-            await services.votes.apply_pending(older_than_seconds=10.0)
             await services.fame.refit(min_new_votes=services.settings.celebrity_refit_votes)
             await services.promotion.announce_newly_featured(announce)
         except Exception:
             log.exception("maintenance.failed")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(services.settings.maintenance_seconds)
 
 
 def start_periodic(services: Services) -> None:

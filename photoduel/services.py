@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,11 +21,15 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.auth import TokenVerifier
+from gaming.duels.catalogue import DuelCatalogue
 from gaming.duels.fame import FameOffset, adjustment_from
+from gaming.duels.feed import RatingFeed
 from gaming.duels.matchmaker import Matchmaker
+from gaming.duels.projector import LEASE_NAME, RatingProjector
 from gaming.duels.promotion import Eligibility, Promotion
 from gaming.duels.service import DuelService
-from gaming.duels.votes import VoteLog
+from gaming.duels.tickets import TicketSigner
+from gaming.matchmaking import DEFAULT_POLICY
 from gaming.ratings import RatingEnv
 from ml.pipelines.analysis import PhotoAnalyzer
 from ml.pipelines.celebrities import CelebrityGallery, CelebrityRecognizer, Faces
@@ -37,11 +43,14 @@ from photoduel.worker import JobHandler, Worker
 from storage.blobs import BlobStore
 from storage.embedded_mongo import EmbeddedMongo
 from storage.jobs import JobQueue
+from storage.leases import Lease, process_id
 from storage.mongo import create_client, ensure_indexes
 from storage.photos import PhotoRepository
+from storage.rating_batches import RatingBatchRepository
 from storage.users import UserRepository
 from storage.vectors import VectorIndex
 from storage.vocabulary import VocabularyRepository
+from storage.votes import VoteRepository
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +72,9 @@ class Services:
     analyzer: PhotoAnalyzer
     uploads: UploadService
     rating_env: RatingEnv
-    votes: VoteLog
+    feed: RatingFeed
+    catalogue: DuelCatalogue
+    projector: RatingProjector
     fame: FameOffset
     duels: DuelService
     gallery: CelebrityGallery
@@ -91,9 +102,11 @@ async def embedded_mongo_if_needed(settings: Settings) -> AsyncIterator[str]:
     if settings.mongodb_uri:
         yield settings.mongodb_uri
         return
-    server = EmbeddedMongo(settings.data_dir / "mongodb")
+    server = EmbeddedMongo(settings.data_dir / "mongodb", sync_on_commit=settings.mongodb_sync_on_commit,
+                           stop_grace=settings.mongodb_stop_seconds)
     uri = await asyncio.to_thread(server.start)
-    log.info("mongodb.embedded_started", uri=uri, path=str(server.storage_path))
+    log.info("mongodb.embedded_started", uri=uri, path=str(server.storage_path), pid=server.server_pid,
+             guard_pid=server.guard_pid, sync_on_commit=settings.mongodb_sync_on_commit)
     try:
         yield uri
     finally:
@@ -101,17 +114,36 @@ async def embedded_mongo_if_needed(settings: Settings) -> AsyncIterator[str]:
         log.info("mongodb.embedded_stopped")
 
 
+def duel_secret(settings: Settings) -> bytes:
+    """The key that signs duel tickets: from settings, else kept in the data dir (made once, 0600)."""
+    if settings.duel_secret is not None:
+        return settings.duel_secret.get_secret_value().encode()
+    path = settings.data_dir / "duel-secret"
+    if not path.exists():  # written aside, then linked into place: concurrent starts agree on one secret
+        temp = path.with_name(f".duel-secret.{os.getpid()}")
+        temp.write_text(secrets.token_hex(32))
+        temp.chmod(0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+        temp.unlink()
+    return path.read_bytes().strip()
+
+
 @contextlib.asynccontextmanager
 async def open_services(
-    settings: Settings, *, run_worker: bool = False, load_model: bool = True
+    settings: Settings, *, run_worker: bool = False, run_projector: bool = False, load_model: bool = True,
+    open_vectors: bool = True,
 ) -> AsyncIterator[Services]:
+    """`open_vectors=False` for commands that never touch Milvus (the ratings commands): milvus-lite
+    locks its file, so they can then run beside a running service."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with embedded_mongo_if_needed(settings) as uri:
         mongo = create_client(uri)
         db = mongo[settings.mongodb_database]
         await ensure_indexes(db)
         vectors = VectorIndex(settings.resolved_milvus_uri, token=settings.milvus_token)
-        await vectors.open()
+        if open_vectors:
+            await vectors.open()
         models = ModelRegistry(
             settings.clip_model, device=settings.clip_device, batch_size=settings.clip_batch_size,
             retry_seconds=settings.model_retry_seconds, torch_threads=settings.torch_threads,
@@ -127,7 +159,17 @@ async def open_services(
         jobs = JobQueue(db["jobs"])
         rating_env = RatingEnv(draw_probability=settings.draw_probability)
         fame = FameOffset(db, rating_env)
-        votes = VoteLog(mongo, db, rating_env, adjustment_factory=adjustment_from, current_adjustment=fame.current)
+        feed = RatingFeed(RatingBatchRepository(db), poll_seconds=settings.rating_feed_seconds)
+        catalogue = DuelCatalogue(db["photos"], rating_env, top_fraction=DEFAULT_POLICY.top_fraction,
+                                  reload_seconds=settings.catalogue_reload_seconds,
+                                  new_photos_seconds=settings.catalogue_new_photos_seconds)
+        projector = RatingProjector(
+            VoteRepository(db), RatingBatchRepository(db), photos,
+            Lease(db["leases"], LEASE_NAME, holder=process_id(), seconds=settings.projector_lease_seconds),
+            rating_env, feed, adjustment_factory=adjustment_from, current_adjustment=fame.current,
+            batch_size=settings.projector_batch_size, poll_seconds=settings.projector_poll_seconds,
+            straggler_seconds=settings.projector_straggler_seconds,
+        )
         gallery = CelebrityGallery(db, vectors)
         services = Services(
             settings=settings, mongo=mongo, db=db, blobs=blobs, vectors=vectors, jobs=jobs,
@@ -138,9 +180,13 @@ async def open_services(
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels,
                 display_max_side=settings.display_max_side, thumbnail_max_side=settings.thumbnail_max_side,
             )),
-            rating_env=rating_env, votes=votes, fame=fame,
-            duels=DuelService(db, Matchmaker(db, rating_env, near_duplicate_cosine=settings.near_duplicate_cosine),
-                              votes, ttl_seconds=settings.duel_ttl_seconds),
+            rating_env=rating_env, feed=feed, catalogue=catalogue, projector=projector, fame=fame,
+            duels=DuelService(
+                photos, VoteRepository(db), RatingBatchRepository(db),
+                Matchmaker(db, rating_env, near_duplicate_cosine=settings.near_duplicate_cosine, catalogue=catalogue),
+                TicketSigner(duel_secret(settings)), feed, ttl_seconds=settings.duel_ttl_seconds,
+                result_wait_seconds=settings.vote_result_wait_seconds, on_vote=projector.offer,
+            ),
             promotion=Promotion(db, Eligibility(min_votes=settings.featured_min_votes,
                                                 max_sigma=settings.featured_max_sigma)),
             gallery=gallery, faces=Faces(),
@@ -153,6 +199,8 @@ async def open_services(
             await start_features(services)
             if load_model:
                 models.start()
+            if run_projector:
+                projector.start()
             if run_worker:
                 services.worker = Worker(
                     services.jobs, services.handlers(), lease_seconds=settings.job_lease_seconds,
@@ -165,6 +213,7 @@ async def open_services(
         finally:
             if services.worker is not None:
                 await services.worker.stop()
+            await projector.stop()
             await stop_features(services)
             await models.stop()
             verifier.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,11 +28,23 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    # SIGTERM/SIGINT: requests get shutdown_timeout_seconds to finish, then the stores are closed; at
+    # shutdown_deadline_seconds after the signal the process exits whatever still runs (a request or a
+    # close stuck on a stalled database), so an orchestrator's grace period (30 s by default) is met.
+    shutdown_timeout_seconds: float = Field(20.0, gt=0)
+    shutdown_deadline_seconds: float = Field(28.0, gt=0)
 
     # --- stores ------------------------------------------------------------------------------
     # Unset: `photoduel serve` starts the embedded MongoDB-wire server under data_dir.
     mongodb_uri: str | None = None
     mongodb_database: str = "photoduel"
+    # Embedded server only: fsync its write-ahead log on every commit (`secantusd-py --sync-on-commit`).
+    # Per SecantusDB's docs: off, a commit survives a crash of the server process but not a machine
+    # failure (power loss); on costs 1-2 orders of magnitude on small inserts. Not measured here.
+    mongodb_sync_on_commit: bool = False
+    # Embedded server only: seconds between SIGTERM and SIGKILL when it is stopped (it can deadlock
+    # and then ignores SIGTERM); its guard process applies the same bound when this process dies.
+    mongodb_stop_seconds: float = Field(10.0, gt=0, le=300)
     # Unset: milvus-lite on a file under data_dir.
     milvus_uri: str | None = None
     milvus_token: str | None = None
@@ -75,6 +87,26 @@ class Settings(BaseSettings):
 
     # --- duels and ratings -------------------------------------------------------------------
     duel_ttl_seconds: int = Field(600, ge=10)
+    # Signs duel tickets (HMAC), so nextDuel writes nothing. Unset: generated once and kept in
+    # <data dir>/duel-secret; several API processes must share it (same file, or set it).
+    duel_secret: SecretStr | None = None
+    # How long voteDuel waits for the rating projector to apply the vote before answering with the
+    # ratings as they stand (VoteResult.applied says which).
+    vote_result_wait_seconds: float = Field(0.5, ge=0, le=10)
+    # The rating projector (one per deployment, by lease): votes per batch, idle poll, lease, and the
+    # window in which a vote written late (a slow insert, another process's clock) is still picked up.
+    projector_enabled: bool = True
+    projector_batch_size: int = Field(256, ge=1, le=2000)
+    projector_poll_seconds: float = Field(0.05, gt=0)
+    projector_lease_seconds: float = Field(10.0, ge=1)
+    projector_straggler_seconds: float = Field(30.0, gt=0)
+    # How often every process reads the projector's new batches (ratings for matchmaking, vote results).
+    rating_feed_seconds: float = Field(0.2, gt=0)
+    # Matchmaking's in-memory catalogue: new READY photos from other processes, and a full reload.
+    catalogue_new_photos_seconds: float = Field(2.0, gt=0)
+    catalogue_reload_seconds: float = Field(300.0, gt=0)
+    # Worker chores: re-fit the celebrity offset, announce newly featured photos.
+    maintenance_seconds: float = Field(30.0, gt=0)
     draw_probability: float = Field(0.10, ge=0, lt=1)
     featured_min_votes: int = Field(10, ge=1)
     featured_max_sigma: float = Field(3.0, gt=0)
@@ -96,6 +128,16 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _deadline_after_drain(self) -> Settings:
+        if self.shutdown_deadline_seconds <= self.shutdown_timeout_seconds:
+            raise ValueError(
+                "PHOTODUEL_SHUTDOWN_DEADLINE_SECONDS must be greater than PHOTODUEL_SHUTDOWN_TIMEOUT_SECONDS "
+                f"(got {self.shutdown_deadline_seconds:g} <= {self.shutdown_timeout_seconds:g}): the deadline "
+                "is when the process exits after draining requests and closing the stores"
+            )
+        return self
 
     @model_validator(mode="after")
     def _prod_refuses_emulator(self) -> Settings:

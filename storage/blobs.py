@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pymongo
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket, NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
 BUCKET = "images"
+# The slowest transfer a blob write is allowed before its deadline: the client's per-call deadline is
+# sized for small documents, a 25 MB original is one 25 MB insert of its chunks.
+MIN_BLOB_BYTES_PER_SECOND = 1024 * 1024
 
 
 class BlobNotFound(KeyError):
@@ -29,8 +33,16 @@ class BlobStore:
                  indexes_ensured: bool = False) -> None:
         self._bucket = AsyncGridFSBucket(db, bucket_name=bucket_name)
         self._indexes_ensured = indexes_ensured
+        self._call_timeout: float | None = db.client.options.timeout
 
     async def put(self, data: bytes, *, filename: str, content_type: str, metadata: dict[str, Any]) -> ObjectId:
+        if not self._call_timeout:
+            return await self._put(data, filename=filename, content_type=content_type, metadata=metadata)
+        # The client's deadline plus time for the bytes, for the whole write (chunks, then the file).
+        with pymongo.timeout(self._call_timeout + len(data) / MIN_BLOB_BYTES_PER_SECOND):
+            return await self._put(data, filename=filename, content_type=content_type, metadata=metadata)
+
+    async def _put(self, data: bytes, *, filename: str, content_type: str, metadata: dict[str, Any]) -> ObjectId:
         stream = self._bucket.open_upload_stream(filename, metadata={**metadata, "content_type": content_type})
         if self._indexes_ensured:
             # PyMongo's per-stream flag (no public switch). Were it renamed, this sets an unused attribute
@@ -41,6 +53,7 @@ class BlobStore:
         return stream._id
 
     async def get(self, blob_id: ObjectId) -> bytes:
+        # Chunks are read batch by batch, each batch under the client's deadline.
         try:
             stream = await self._bucket.open_download_stream(blob_id)
         except NoFile as exc:

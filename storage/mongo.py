@@ -2,6 +2,15 @@
 
 One `AsyncMongoClient` per process and event loop (PyMongo's async API, the successor of motor).
 Index creation is idempotent, so every process may run it at start.
+
+Every call has a deadline: the client's `timeoutMS` (PyMongo's client-side operation timeout, CSOT)
+bounds each operation - server selection, connection checkout, the round trip, and the server's own
+work (PyMongo sends what is left as `maxTimeMS`) - so a stalled or unreachable database fails a request
+with a timeout error (`exc.timeout` is True) instead of hanging it. Work that legitimately takes longer
+sets its own deadline with `pymongo.timeout(seconds)` around the calls: index builds here, large blobs in
+`storage.blobs`. `pymongo.timeout` nests by taking the earlier deadline; `pymongo.timeout(None)` does not
+lift the client's deadline. A cursor read with `async for` gets a fresh deadline per batch; `to_list`
+has one deadline for the whole list.
 """
 
 from __future__ import annotations
@@ -9,16 +18,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
+import pymongo
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from storage.blobs import BUCKET
 
+DEFAULT_TIMEOUT_SECONDS = 10.0
+# An index build over a large existing collection at start; the server aborts it at this deadline.
+INDEX_BUILD_TIMEOUT_SECONDS = 3600.0
 
-def create_client(uri: str, *, app_name: str = "photoduel") -> AsyncMongoClient[dict[str, Any]]:
-    # tz_aware: datetimes come back as UTC-aware, the same as we write them.
-    return AsyncMongoClient(uri, tz_aware=True, appname=app_name, serverSelectionTimeoutMS=10_000)
+
+def create_client(uri: str, *, app_name: str = "photoduel",
+                  timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS) -> AsyncMongoClient[dict[str, Any]]:
+    """The process's client. `timeout_seconds` is the deadline of each call (None or 0: none); a
+    `timeoutMS` in the URI takes precedence, so an operator can set it with the rest of the connection."""
+    options: dict[str, Any] = {
+        "tz_aware": True,  # datetimes come back as UTC-aware, the same as we write them
+        "appname": app_name,
+        "serverSelectionTimeoutMS": 10_000,
+    }
+    if timeout_seconds and not uri_option(uri, "timeoutMS"):
+        options["timeoutMS"] = round(timeout_seconds * 1000)
+    return AsyncMongoClient(uri, **options)
+
+
+def uri_option(uri: str, name: str) -> str | None:
+    """An option of a connection string (names are case-insensitive), read without resolving anything."""
+    _, _, query = uri.partition("?")
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key.lower() == name.lower():
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -42,27 +75,18 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("photos", [("status", ASC), ("rating.conservative", DESC)], "status_rank"),
     IndexSpec("photos", [("category", ASC), ("rating.conservative", DESC)], "category_rank"),
     IndexSpec("photos", [("faces_count", ASC)], "faces"),
-    # nextDuel's anchor pool and opponent reads, in a category or across all: the most uncertain, the
-    # nearest the featured cut (either side of it), the least duelled
-    IndexSpec("photos", [("category", ASC), ("status", ASC), ("rating.sigma", DESC)], "category_duel_sigma"),
-    IndexSpec("photos", [("category", ASC), ("status", ASC), ("rating.mu", ASC)], "category_duel_mu"),
-    IndexSpec("photos", [("category", ASC), ("status", ASC), ("duels", ASC)], "category_duel_duels"),
-    IndexSpec("photos", [("status", ASC), ("rating.sigma", DESC)], "all_duel_sigma"),
-    IndexSpec("photos", [("status", ASC), ("rating.mu", ASC)], "all_duel_mu"),
-    IndexSpec("photos", [("status", ASC), ("duels", ASC)], "all_duel_duels"),
+    # new READY photos, for every process's matchmaking catalogue (gaming/duels/catalogue.py)
+    IndexSpec("photos", [("ready_at", ASC)], "ready_at", {"sparse": True}),
     # photos whose kept neighbour list is still short of k: each ingest batch offers itself to them
     IndexSpec("photos", [("neighbours_short", ASC), ("vector_collection", ASC)], "neighbours_short"),
     IndexSpec("jobs", [("state", ASC), ("run_at", ASC)], "runnable"),
     IndexSpec("jobs", [("state", ASC), ("lease_expires", ASC)], "expired_leases"),
     IndexSpec("jobs", [("key", ASC)], "key_unique", {"unique": True, "sparse": True}),
-    IndexSpec("duels", [("player", ASC), ("created_at", DESC)], "player_created"),
-    IndexSpec("votes", [("duel_id", ASC)], "duel_unique", {"unique": True}),
-    IndexSpec("votes", [("applied_seq", ASC)], "applied_seq"),
+    # the vote log: one answer per ticket (_id), per player and pair; the projector's tail
+    IndexSpec("votes", [("player", ASC), ("pair", ASC)], "player_pair_unique", {"unique": True}),
     IndexSpec("votes", [("created_at", ASC)], "created"),
-    IndexSpec("votes", [("player", ASC), ("pair", ASC)], "player_pair"),
-    IndexSpec("votes", [("left", ASC)], "left"),
-    IndexSpec("votes", [("right", ASC)], "right"),
-    IndexSpec("judged", [("player", ASC), ("pair", ASC)], "player_pair_unique", {"unique": True}),
+    IndexSpec("rating_batches", [("max_created_at", ASC)], "max_created"),
+    IndexSpec("rating_batches", [("entries.vote", ASC)], "entry_vote"),
     # GridFS's own two, under the names PyMongo gives them, so a database PyMongo set up matches as-is.
     IndexSpec(f"{BUCKET}.files", [("filename", ASC), ("uploadDate", ASC)], "filename_1_uploadDate_1"),
     IndexSpec(f"{BUCKET}.chunks", [("files_id", ASC), ("n", ASC)], "files_id_1_n_1", {"unique": True}),
@@ -70,10 +94,14 @@ INDEXES: list[IndexSpec] = [
 
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], extra: Iterable[IndexSpec] = ()) -> None:
+    # Under a long deadline, server selection waits as long as the deadline: an unreachable server is
+    # found out first, at the client's own deadline.
+    await db.command("ping")
     for spec in [*INDEXES, *extra]:
         if spec.keys == [("_id", ASC)]:
             continue  # every collection has it
-        await db[spec.collection].create_index(spec.keys, name=spec.name, **dict(spec.options))
+        with pymongo.timeout(INDEX_BUILD_TIMEOUT_SECONDS):
+            await db[spec.collection].create_index(spec.keys, name=spec.name, **dict(spec.options))
 
 
 async def ping(client: AsyncMongoClient[dict[str, Any]]) -> bool:

@@ -7,8 +7,11 @@ Document shape (fields appear as the pipeline fills them):
   category, category_score, tags [accepted], rejected_tags, suggestions [{tag, score, source}],
   quality {score, aesthetic, sharpness, exposure, noise, resolution},
   neighbours [{id, similarity}] (nearest READY photos, found once at ingest), duplicate_of,
-  vector_collection, rating {mu, sigma, conservative, score, votes, wins, losses, draws},
-  rating_version (optimistic concurrency), duels, faces_count, celebrity {people [...]}.
+  vector_collection, ready_at, rating {mu, sigma, conservative, score, votes, wins, losses, draws},
+  rating_seq (the rating batch that wrote `rating` last), faces_count, celebrity {people [...]}.
+
+`rating` is written by ingest (the prior, at READY) and afterwards only by the rating projector
+(`write_ratings`), one writer per field, so no transaction is needed around it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from storage.base import Doc, Repository
@@ -78,6 +81,38 @@ class PhotoRepository(Repository):
         has_next = len(docs) > first
         docs = docs[:first]
         return Page(docs=docs, cursors=[encode_cursor(d, sort) for d in docs], has_next=has_next)
+
+
+    async def rating_inputs(self, ids: Sequence[ObjectId]) -> dict[ObjectId, Doc]:
+        """What the rating projector needs of a batch's photos: rating, celebrity flags, prior."""
+        cursor = self.collection.find({"_id": {"$in": list(set(ids))}},
+                                      {"rating": 1, "rating_seq": 1, "celebrity": 1, "quality": 1})
+        return {d["_id"]: d async for d in cursor}
+
+    async def write_ratings(self, seq: int, ratings: Mapping[ObjectId, Doc]) -> int:
+        """The projector's write of batch `seq`: each photo's rating, unless batch `seq` or a later
+        one wrote it already (a repeat after a crash changes nothing). One round trip."""
+        if not ratings:
+            return 0
+        ops = [UpdateOne({"_id": pid, "$or": [{"rating_seq": {"$lt": seq}}, {"rating_seq": {"$exists": False}}]},
+                         {"$set": {"rating": fields, "rating_seq": seq}}) for pid, fields in ratings.items()]
+        result = await self.collection.bulk_write(ops, ordered=False)
+        return result.modified_count
+
+    async def priors(self) -> dict[ObjectId, float | None]:
+        """Every rated photo's model quality score: where a replay of the vote log starts."""
+        cursor = self.collection.find({"rating": {"$exists": True}}, {"quality.score": 1})
+        return {d["_id"]: (d.get("quality") or {}).get("score") async for d in cursor}
+
+    async def stored_ratings(self) -> dict[ObjectId, Doc]:
+        cursor = self.collection.find({"rating": {"$exists": True}}, {"rating": 1})
+        return {d["_id"]: d["rating"] async for d in cursor}
+
+    async def overwrite_rating(self, photo_id: ObjectId, fields: Doc, seq: int) -> bool:
+        """`photoduel ratings rebuild`: the replayed rating, stamped with the last batch replayed."""
+        result = await self.collection.update_one({"_id": photo_id, "rating": {"$ne": fields}},
+                                                  {"$set": {"rating": fields, "rating_seq": seq}})
+        return result.modified_count == 1
 
 
 MAX_TAGS_PER_PHOTO = 30

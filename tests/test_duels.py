@@ -18,6 +18,7 @@ from photoduel.settings import Settings
 from tests.servers import LiveServer, graphql
 from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
+from tests.votes import settled, vote_id, wait_applied
 
 NEXT = "query($c: String) { nextDuel(category: $c) { id expiresAt left { id rating { score } quality { score } } right { id rating { score } } } }"
 VOTE = "mutation($id: ID!, $c: DuelChoice!) { voteDuel(duelId: $id, choice: $c) { accepted left { id rating { mu sigma votes wins losses draws score } } right { id rating { mu sigma votes } } } }"
@@ -98,7 +99,7 @@ def test_vote_errors_each_have_their_code_and_change_nothing(
     duel = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
     first = graphql(client, VOTE, {"id": duel["id"], "c": "RIGHT"}, headers=player)["data"]["voteDuel"]
     assert first["accepted"] is True
-    votes_before = server.run(server.services.db.votes.count_documents({}))
+    votes_before = server.run(server.services.db.votes.count_documents({"choice": {"$ne": "SKIP"}}))
     left_before = photo_doc(server, duel["left"]["id"])["rating"]
 
     retried = graphql(client, VOTE, {"id": duel["id"], "c": "RIGHT"}, headers=player)["data"]["voteDuel"]
@@ -109,14 +110,16 @@ def test_vote_errors_each_have_their_code_and_change_nothing(
 
     someone_elses = graphql(client, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=other)
     assert someone_elses["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    for unknown in (str(ObjectId()), "not-an-id"):
+    forged = duel["id"][:-4] + ("AAAA" if duel["id"][-4:] != "AAAA" else "BBBB")
+    for unknown in (str(ObjectId()), "not-an-id", forged):
         missing = graphql(client, VOTE, {"id": unknown, "c": "LEFT"}, headers=player)
         assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
-    stale = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
-    server.run(server.services.db.duels.update_one(
-        {"_id": ObjectId(stale["id"])}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}}))
-    expired = graphql(client, VOTE, {"id": stale["id"], "c": "LEFT"}, headers=player)
+    fresh = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
+    stale = server.services.duels.issue(  # the same pair, signed with an expiry in the past
+        "zoe", photo_doc(server, fresh["left"]["id"]), photo_doc(server, fresh["right"]["id"]),
+        expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    expired = graphql(client, VOTE, {"id": stale.id, "c": "LEFT"}, headers=player)
     assert expired["errors"][0]["extensions"]["code"] == "DUEL_EXPIRED"
 
     skipped = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
@@ -124,7 +127,7 @@ def test_vote_errors_each_have_their_code_and_change_nothing(
     after_skip = graphql(client, VOTE, {"id": skipped["id"], "c": "LEFT"}, headers=player)
     assert after_skip["errors"][0]["extensions"]["code"] == "ALREADY_VOTED"
 
-    assert server.run(server.services.db.votes.count_documents({})) == votes_before
+    assert server.run(server.services.db.votes.count_documents({"choice": {"$ne": "SKIP"}})) == votes_before
     assert photo_doc(server, duel["left"]["id"])["rating"] == left_before
 
 
@@ -143,8 +146,7 @@ def test_fifty_concurrent_votes_on_one_photo_lose_nothing(
             opponent = await server.services.photos.get(ObjectId(others[i % len(others)]))
             assert opponent is not None
             left, right = (target_doc, opponent) if i % 2 else (opponent, target_doc)
-            ticket = await server.services.duels.issue(player, left, right)
-            tickets.append((str(ticket["_id"]), player))
+            tickets.append((server.services.duels.issue(player, left, right).id, player))
         return tickets
 
     tickets = server.run(issue_tickets())
@@ -161,15 +163,16 @@ def test_fifty_concurrent_votes_on_one_photo_lose_nothing(
     results = asyncio.run(vote_all())
     assert all("errors" not in r and r["data"]["voteDuel"]["accepted"] for r in results)
 
-    async def check() -> tuple[int, int, dict[str, Any], dict[ObjectId, dict[str, Any]]]:
-        db = server.services.db
-        logged = await db.votes.count_documents({"duel_id": {"$in": [ObjectId(d) for d, _ in tickets]}})
-        applied = await db.votes.count_documents({"duel_id": {"$in": [ObjectId(d) for d, _ in tickets]},
-                                                   "applied_seq": {"$gt": 0}})
-        doc = await server.services.photos.get(ObjectId(target))
-        return logged, applied, doc, await server.services.votes.replay()
+    ids = [vote_id(server, d) for d, _ in tickets]
+    applied = wait_applied(server, ids)
 
-    logged, applied, doc, replayed = server.run(check())
+    async def check() -> tuple[int, dict[str, Any], dict[ObjectId, dict[str, Any]]]:
+        logged = await server.services.db.votes.count_documents({"_id": {"$in": ids}})
+        await settled(server)
+        doc = await server.services.photos.get(ObjectId(target))
+        return logged, doc, await server.services.projector.replay()
+
+    logged, doc, replayed = server.run(check())
     assert logged == applied == 50
     assert doc["rating"]["votes"] == votes_before + 50
     assert doc["rating"] == replayed[doc["_id"]]  # the stored rating is exactly the log's projection

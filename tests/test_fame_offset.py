@@ -16,6 +16,7 @@ from photoduel.settings import Settings
 from tests.servers import LiveServer
 from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, upload_ok, wait_ready
+from tests.votes import settled
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,10 @@ def photos(server: LiveServer) -> list[dict[str, Any]]:
 
 def vote(server: LiveServer, player: str, left: dict[str, Any], right: dict[str, Any], choice: Outcome) -> Any:
     async def go() -> Any:
-        ticket = await server.services.duels.issue(player, left, right)
-        return await server.services.duels.vote(ticket["_id"], player, choice)
+        ticket = server.services.duels.issue(player, left, right)
+        outcome = await server.services.duels.vote(ticket.id, player, choice)
+        await settled(server)  # applied, in order, before the next vote or the re-fit reads the log
+        return outcome
 
     return server.run(go())
 
@@ -89,10 +92,12 @@ def test_the_offset_is_fitted_from_biased_votes_and_discounts_celebrity_wins(
                          server.services.rating_env)
     assert 0 <= gain_with_offset < plain.mu - celeb_before["mu"]  # an expected win, worth less
 
-    last = server.run(server.services.db.votes.find_one({"player": "judge-1"}))
-    assert last["adjustment"] == {"kind": "celebrity_offset", "offset": offset}
+    judged = server.run(server.services.db.votes.find_one({"player": "judge-1"}))
+    batch = server.run(server.services.db.rating_batches.find_one({"entries.vote": judged["_id"]}))
+    last = next(e for e in batch["entries"] if e["vote"] == judged["_id"])
+    assert batch["adjustment"] == {"kind": "celebrity_offset", "offset": offset}
     assert last["left_celebrity"] is True and last["right_celebrity"] is False
 
-    replayed = server.run(server.services.votes.replay())  # the log reproduces the discounted ratings
+    replayed = server.run(server.services.projector.replay())  # the log reproduces the discounted ratings
     for photo in photos:
         assert server.run(server.services.photos.get(photo["_id"]))["rating"] == replayed[photo["_id"]]

@@ -11,7 +11,6 @@ from api.schema.photos import Photo
 from gaming.duels.promotion import Period
 from gaming.duels.service import DuelError
 from gaming.ratings import Outcome
-from storage.base import parse_object_id
 from storage.pagination import InvalidCursor
 
 
@@ -26,25 +25,24 @@ async def next_duel(info: Info, category: str | None = None) -> Duel | None:
     picked = await info.context.services.duels.next_duel(player, category.strip().lower() if category else None)
     if picked is None:
         return None
-    ticket, left, right = picked
-    return Duel(id=strawberry.ID(str(ticket["_id"])), left=Photo.from_doc(left, blind=True),
-                right=Photo.from_doc(right, blind=True), expires_at=ticket["expires_at"])
+    return Duel(id=strawberry.ID(picked.id), left=Photo.from_doc(picked.left, blind=True),
+                right=Photo.from_doc(picked.right, blind=True), expires_at=picked.ticket.expires_at)
 
 
 async def vote_duel(info: Info, duel_id: strawberry.ID, choice: DuelChoice) -> VoteResult:
     player = info.context.require_user()
     try:
-        outcome = await info.context.services.duels.vote(parse_object_id(duel_id), player, Outcome(choice.value))
+        outcome = await info.context.services.duels.vote(str(duel_id), player, Outcome(choice.value))
     except DuelError as exc:
         raise _DuelApiError(exc) from None
-    return VoteResult(accepted=outcome.accepted, left=Photo.from_doc(outcome.left),
+    return VoteResult(accepted=outcome.accepted, applied=outcome.applied, left=Photo.from_doc(outcome.left),
                       right=Photo.from_doc(outcome.right))
 
 
 async def skip_duel(info: Info, duel_id: strawberry.ID) -> bool:
     player = info.context.require_user()
     try:
-        return await info.context.services.duels.skip(parse_object_id(duel_id), player)
+        return await info.context.services.duels.skip(str(duel_id), player)
     except DuelError as exc:
         raise _DuelApiError(exc) from None
 

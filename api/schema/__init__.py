@@ -5,25 +5,47 @@ from __future__ import annotations
 from pathlib import Path
 
 import strawberry
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.file_uploads import Upload  # noqa: F401 - re-exported scalar
+from strawberry.types import ExecutionContext
 
-from api.errors import should_mask_error
+from api.error_handling import ApiErrorMasking, log_graphql_errors
 from api.schema.roots import Mutation, Query, Subscription
 
 SDL_PATH = Path(__file__).resolve().parents[2] / "schema.graphql"
 
+# Distinct operation texts kept parsed and validated (an app sends a few dozen; codegen'd clients fewer).
+DOCUMENT_CACHE_SIZE = 512
+
+
+class PhotoDuelSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        log_graphql_errors(errors, execution_context.operation_name if execution_context else None)
+
 
 def build_schema(*, max_depth: int = 10) -> strawberry.Schema:
-    return strawberry.Schema(
+    # The limiters' rule classes are made once: strawberry's limiters build a new class per instance, and
+    # a new class per request would make every ValidationCache lookup (keyed by the rules) a miss.
+    limit_rules = [*QueryDepthLimiter(max_depth=max_depth).validation_rules,
+                   *MaxAliasesLimiter(max_alias_count=30).validation_rules]
+    return PhotoDuelSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=4000),
-            lambda: MaskErrors(should_mask_error=should_mask_error),
+            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),  # after MaxTokensLimiter: parses with its limit
+            lambda: AddValidationRules(limit_rules),
+            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+            ApiErrorMasking,
         ],
     )
 

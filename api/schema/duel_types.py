@@ -27,7 +27,8 @@ class LeaderboardPeriod(Enum):
 
 @strawberry.type(description="Two visually similar photos: which is better? Shown without owner or score.")
 class Duel:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="The signed duel ticket: pass it to voteDuel or skipDuel before expiresAt (one answer)")
     left: Photo
     right: Photo
     expires_at: datetime
@@ -36,5 +37,8 @@ class Duel:
 @strawberry.type
 class VoteResult:
     accepted: bool = strawberry.field(description="false when this repeated a vote already counted")
+    applied: bool = strawberry.field(
+        description="true: left/right carry the ratings right after this vote; false: the vote is recorded and "
+                    "will be applied shortly, left/right show the ratings as they stand")
     left: Photo
     right: Photo

@@ -2,9 +2,14 @@
 
 The discount itself is pure (`gaming.celebrity.CelebrityOffset`, chosen over partial-play weights by
 bench/celebrity_sim.py). Here is its I/O: the offset lives in one document (`rating_params`,
-`_id: "celebrity_offset"`), re-fitted periodically by worker processes from the decisive votes that
-put a celebrity photo against a non-celebrity, and read inside each vote's transaction, so every vote
-records the offset it was rated with and a replay of the log applies exactly the same one.
+`_id: "celebrity_offset"`), re-fitted periodically from the applied votes that put a celebrity photo
+against a non-celebrity (read from the rating projector's batches, which record each vote's celebrity
+flags), and read by the projector once per batch, so every batch records the offset it was rated with
+and a replay of the log applies exactly the same one.
+
+How many such votes arrived is counted incrementally (`counted_seq`), with a conditional write, so
+several worker processes running the chore neither double-count nor read the whole log each time;
+the whole log is read only for an actual re-fit.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from gaming.celebrity import CelebrityOffset, fit_celebrity_offset
 from gaming.ratings import DuelAdjustment, Outcome, RatingEnv
+from storage.rating_batches import RatingBatchRepository
 
 log = structlog.get_logger(__name__)
 
@@ -34,31 +40,49 @@ def adjustment_from(params: Mapping[str, Any] | None) -> DuelAdjustment | None:
     return CelebrityOffset(float(params["offset"]))
 
 
+def _relevant(entry: Mapping[str, Any]) -> bool:
+    return not entry.get("gone") and entry["left_celebrity"] != entry["right_celebrity"]
+
+
 class FameOffset:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], env: RatingEnv) -> None:
         self.params = db["rating_params"]
-        self.votes = db["votes"]
+        self.batches = RatingBatchRepository(db)
         self.env = env
 
-    async def current(self, session: AsyncClientSession | None = None) -> dict[str, Any] | None:
-        doc = await self.params.find_one({"_id": PARAMS_ID}, session=session)
+    async def current(self) -> dict[str, Any] | None:
+        doc = await self.params.find_one({"_id": PARAMS_ID})
         if doc is None or not doc.get("offset"):
             return None
         return {"kind": KIND, "offset": float(doc["offset"])}
 
+    async def _count_new(self, doc: Mapping[str, Any]) -> int | None:
+        """Celebrity-vs-other votes applied so far; None when another process counted meanwhile."""
+        seq, relevant = int(doc.get("counted_seq", 0)), int(doc.get("relevant_votes_seen", 0))
+        while batches := await self.batches.after(seq, limit=200, fields={"entries": 1}):
+            relevant += sum(_relevant(e) for b in batches for e in b["entries"])
+            seq = int(batches[-1]["_id"])
+        if seq == int(doc.get("counted_seq", 0)):
+            return relevant
+        try:
+            result = await self.params.update_one(
+                {"_id": PARAMS_ID, "counted_seq": doc.get("counted_seq")},
+                {"$set": {"counted_seq": seq, "relevant_votes_seen": relevant}}, upsert=not doc)
+        except DuplicateKeyError:  # another process created the document first
+            return None
+        return relevant if (result.modified_count or result.upserted_id is not None) else None
+
     async def refit(self, *, min_new_votes: int) -> float | None:
         """Fit again when at least `min_new_votes` celebrity-vs-other votes arrived since the last fit."""
-        query = {"applied_seq": {"$gt": 0}, "$expr": {"$ne": ["$left_celebrity", "$right_celebrity"]}}
-        relevant = await self.votes.count_documents(query)
         doc = await self.params.find_one({"_id": PARAMS_ID}) or {}
-        if relevant - int(doc.get("relevant_votes", 0)) < min_new_votes:
+        relevant = await self._count_new(doc)
+        if relevant is None or relevant - int(doc.get("relevant_votes", 0)) < min_new_votes:
             return None
         rows = [
-            (str(v["left"]), str(v["right"]), Outcome(v["choice"]), bool(v.get("left_celebrity")),
-             bool(v.get("right_celebrity")))
-            async for v in self.votes.find({"applied_seq": {"$gt": 0}, "choice": {"$ne": "DRAW"}},
-                                           {"left": 1, "right": 1, "choice": 1, "left_celebrity": 1,
-                                            "right_celebrity": 1})
+            (str(e["left"]), str(e["right"]), Outcome(e["choice"]), bool(e["left_celebrity"]),
+             bool(e["right_celebrity"]))
+            async for b in self.batches.in_order({"entries": 1}) for e in b["entries"]
+            if not e.get("gone") and e["choice"] != Outcome.DRAW.value
         ]
         offset = await asyncio.to_thread(fit_celebrity_offset, rows, self.env)
         await self.params.update_one(

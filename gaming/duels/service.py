@@ -1,32 +1,41 @@
-"""Duel tickets, votes and promotion: what the GraphQL resolvers call.
+"""Duel tickets, votes and skips: what the GraphQL resolvers call.
 
 A ticket binds one pair to one player for a limited time and is good for one answer (vote or skip).
-The rules are checked in the order a client can act on: unknown -> NOT_FOUND, someone else's ->
-FORBIDDEN, already answered -> ALREADY_VOTED (or, for the very same vote repeated, the first result:
-a client retrying after a timeout must not see an error for a vote that counted), expired ->
-DUEL_EXPIRED.
+It is signed, not stored (`gaming.duels.tickets`), so `nextDuel` writes nothing; `voteDuel` and
+`skipDuel` write one document each (`storage.votes`), and no request writes a rating: the projector
+does (`gaming.duels.projector`). The rules are checked in the order a client can act on: unknown ->
+NOT_FOUND, someone else's -> FORBIDDEN, already answered -> ALREADY_VOTED (or, for the very same vote
+repeated, the first result: a client retrying after a timeout must not see an error for a vote that
+counted), expired -> DUEL_EXPIRED.
+
+What `VoteOutcome.left/right` carry: the photos with the ratings the projector computed for this very
+vote when it applied it within `result_wait_seconds` (it usually does, within a batch), and then
+`applied` is True; otherwise the photos as stored (without this vote yet) and `applied` False: the
+vote is logged and will be applied, the client may read the photo again later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from bson import ObjectId
-from pymongo import ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
+from gaming.duels.feed import RatingFeed
 from gaming.duels.matchmaker import Matchmaker
-from gaming.duels.votes import VoteLog, pair_key
+from gaming.duels.tickets import InvalidTicket, Ticket, TicketSigner
 from gaming.ratings import Outcome
+from storage.photos import PhotoRepository
+from storage.rating_batches import RatingBatchRepository
+from storage.votes import SKIP, VoteRepository, pair_key
 
 log = structlog.get_logger(__name__)
-
-OPEN, VOTED, SKIPPED = "open", "voted", "skipped"
 
 
 class DuelError(Exception):
@@ -52,6 +61,15 @@ class DuelExpired(DuelError):
 @dataclass(frozen=True)
 class VoteOutcome:
     accepted: bool  # False when this call repeated a vote that was already counted
+    applied: bool  # True when left/right carry the ratings right after this vote
+    left: dict[str, Any]
+    right: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IssuedDuel:
+    id: str
+    ticket: Ticket
     left: dict[str, Any]
     right: dict[str, Any]
 
@@ -60,105 +78,122 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _to_millis(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 class DuelService:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], matchmaker: Matchmaker, votes: VoteLog, *,
-                 ttl_seconds: int, rng: random.Random | None = None) -> None:
-        self.duels = db["duels"]
-        self.judged = db["judged"]
-        self.photos = db["photos"]
-        self.matchmaker = matchmaker
+    def __init__(self, photos: PhotoRepository, votes: VoteRepository, batches: RatingBatchRepository,
+                 matchmaker: Matchmaker, signer: TicketSigner, feed: RatingFeed, *, ttl_seconds: int,
+                 result_wait_seconds: float = 0.5, on_vote: Callable[[dict[str, Any]], None] = lambda vote: None,
+                 rng: random.Random | None = None) -> None:
+        self.photos = photos
         self.votes = votes
+        self.batches = batches
+        self.matchmaker = matchmaker
+        self.signer = signer
+        self.feed = feed
         self.ttl = timedelta(seconds=ttl_seconds)
+        self.result_wait_seconds = result_wait_seconds
+        self.on_vote = on_vote  # hands the vote to an in-process projector
         self.rng = rng or random.SystemRandom()
 
-    async def next_duel(self, player: str, category: str | None) -> tuple[dict[str, Any], dict[str, Any],
-                                                                            dict[str, Any]] | None:
-        """(ticket, left photo, right photo), or None when no pair is possible for this player."""
+    async def next_duel(self, player: str, category: str | None) -> IssuedDuel | None:
+        """A signed ticket and its two photos, or None when no pair is possible for this player."""
         pairing = await self.matchmaker.pick(player, category)
         if pairing is None:
             return None
         anchor_left = self.rng.random() < 0.5
         left, right = (pairing.anchor, pairing.opponent) if anchor_left else (pairing.opponent, pairing.anchor)
-        ticket = await self.issue(player, left, right, anchor=pairing.anchor, similarity=pairing.similarity,
-                                  category=category)
-        return ticket, left, right
+        return self.issue(player, left, right, anchor_left=anchor_left, similarity=pairing.similarity,
+                          category=category)
 
-    async def issue(self, player: str, left: Mapping[str, Any], right: Mapping[str, Any], *,
-                    anchor: Mapping[str, Any] | None = None, similarity: float | None = None,
-                    category: str | None = None) -> dict[str, Any]:
-        """Store a ticket for this pair; positions are recorded so position bias can be measured."""
-        created = now()
-        anchor_id = (anchor or left)["_id"]
-        ticket = {
-            "_id": ObjectId(), "player": player, "left": left["_id"], "right": right["_id"],
-            "anchor": anchor_id, "anchor_side": "LEFT" if anchor_id == left["_id"] else "RIGHT",
-            "similarity": similarity, "neighbour_pair": similarity is not None,
-            "category": category, "state": OPEN, "created_at": created, "expires_at": created + self.ttl,
-        }
-        await self.duels.insert_one(ticket)
-        await self.photos.update_many({"_id": {"$in": [left["_id"], right["_id"]]}}, {"$inc": {"duels": 1}})
-        return ticket
+    def issue(self, player: str, left: Mapping[str, Any], right: Mapping[str, Any], *, anchor_left: bool = True,
+              similarity: float | None = None, category: str | None = None,
+              expires_at: datetime | None = None) -> IssuedDuel:
+        """Sign a ticket for this pair; sides are recorded so position bias can be measured."""
+        expiry = (expires_at or now() + self.ttl).replace(microsecond=0)
+        ticket = Ticket(nonce=ObjectId(), player=player, left=left["_id"], right=right["_id"], expires_at=expiry,
+                        anchor_left=anchor_left, similarity=similarity, category=category)
+        return IssuedDuel(id=self.signer.sign(ticket), ticket=ticket, left=dict(left), right=dict(right))
 
-    async def _ticket_for(self, duel_id: ObjectId | None, player: str) -> dict[str, Any]:
-        ticket = await self.duels.find_one({"_id": duel_id}) if duel_id is not None else None
-        if ticket is None:
-            raise DuelNotFound("no such duel")
-        if ticket["player"] != player:
+    def _ticket_for(self, duel_id: str, player: str) -> Ticket:
+        try:
+            ticket = self.signer.verify(duel_id)
+        except InvalidTicket:
+            raise DuelNotFound("no such duel") from None
+        if ticket.player != player:
             raise NotYourDuel("this duel was issued to another player")
         return ticket
 
-    async def _photos(self, ticket: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        left = await self.photos.find_one({"_id": ticket["left"]})
-        right = await self.photos.find_one({"_id": ticket["right"]})
+    def _answer(self, ticket: Ticket, choice: str) -> dict[str, Any]:
+        return {
+            "_id": ticket.nonce, "player": ticket.player, "left": ticket.left, "right": ticket.right,
+            "pair": pair_key(ticket.left, ticket.right), "choice": choice, "category": ticket.category,
+            "anchor_side": "LEFT" if ticket.anchor_left else "RIGHT", "similarity": ticket.similarity,
+            "created_at": _to_millis(now()),  # as stored: the projector compares the two
+        }
+
+    async def _existing(self, ticket: Ticket) -> dict[str, Any] | None:
+        """The answer already given to this ticket's pair by this player (to this or another ticket)."""
+        return await self.votes.for_player_pair(ticket.player, pair_key(ticket.left, ticket.right))
+
+    async def vote(self, duel_id: str, player: str, choice: Outcome) -> VoteOutcome:
+        ticket = self._ticket_for(duel_id, player)
+        existing = await self._existing(ticket)
+        if existing is None:
+            if ticket.expired(now()):
+                raise DuelExpired("this duel has expired: ask for the next one")
+            waiting = self.feed.expect(ticket.nonce)
+            try:
+                answer = self._answer(ticket, choice.value)
+                await self.votes.insert(answer)
+                self.on_vote(answer)
+                log.info("duel.voted", duel=str(ticket.nonce), choice=choice.value)
+                return await self._result(ticket, accepted=True, waiting=waiting)
+            except DuplicateKeyError:  # a concurrent answer to this pair won the race
+                existing = await self._existing(ticket)
+                if existing is None:
+                    raise
+            finally:
+                self.feed.forget(ticket.nonce)
+        if existing["_id"] != ticket.nonce:
+            raise DuelAlreadyAnswered("you already judged this pair")
+        if existing["choice"] == SKIP:
+            raise DuelAlreadyAnswered("this duel was skipped")
+        if existing["choice"] != choice.value:
+            raise DuelAlreadyAnswered(f"this duel was already answered with {existing['choice']}")
+        return await self._result(ticket, accepted=False, waiting=None)
+
+    async def _result(self, ticket: Ticket, *, accepted: bool,
+                      waiting: asyncio.Future[dict[str, Any]] | None) -> VoteOutcome:
+        entry: dict[str, Any] | None = None
+        if waiting is not None:
+            try:
+                entry = await asyncio.wait_for(asyncio.shield(waiting), self.result_wait_seconds)
+            except TimeoutError:
+                entry = None
+        else:
+            entry = await self.batches.entry_for(ticket.nonce)
+        left, right = await self.photos.get(ticket.left), await self.photos.get(ticket.right)
         if left is None or right is None:
             raise DuelNotFound("a photo of this duel no longer exists")
-        return left, right
+        if entry is None or entry.get("gone"):
+            return VoteOutcome(accepted=accepted, applied=False, left=left, right=right)
+        return VoteOutcome(accepted=accepted, applied=True, left={**left, "rating": entry["left_rating"]},
+                           right={**right, "rating": entry["right_rating"]})
 
-    async def vote(self, duel_id: ObjectId | None, player: str, choice: Outcome) -> VoteOutcome:
-        ticket = await self._ticket_for(duel_id, player)
-        existing = await self.votes.votes.find_one({"duel_id": ticket["_id"]})
-        if existing is not None:
-            return await self._repeat(existing, choice)
-        if ticket["state"] == SKIPPED:
-            raise DuelAlreadyAnswered("this duel was skipped")
-        if ticket["expires_at"] <= now():
-            raise DuelExpired("this duel has expired: ask for the next one")
-        vote, created = await self.votes.append(ticket, choice)
-        if not created:  # a concurrent retry won the race
-            return await self._repeat(vote, choice)
-        await self.duels.update_one({"_id": ticket["_id"]}, {"$set": {"state": VOTED, "answered_at": now()}})
-        await self.judged.update_one(
-            {"player": player, "pair": pair_key(ticket["left"], ticket["right"])},
-            {"$setOnInsert": {"at": now()}}, upsert=True,
-        )
-        await self.votes.apply(vote["_id"])
-        left, right = await self._photos(ticket)
-        log.info("duel.voted", duel=str(ticket["_id"]), choice=choice.value)
-        return VoteOutcome(accepted=True, left=left, right=right)
-
-    async def _repeat(self, vote: Mapping[str, Any], choice: Outcome) -> VoteOutcome:
-        if vote["choice"] != choice.value:
-            raise DuelAlreadyAnswered(f"this duel was already answered with {vote['choice']}")
-        if vote.get("applied_seq") is None:  # the first call died before applying it
-            await self.votes.apply(vote["_id"])
-        left, right = await self._photos({"left": vote["left"], "right": vote["right"]})
-        return VoteOutcome(accepted=False, left=left, right=right)
-
-    async def skip(self, duel_id: ObjectId | None, player: str) -> bool:
-        ticket = await self._ticket_for(duel_id, player)
-        if ticket["state"] == SKIPPED:
+    async def skip(self, duel_id: str, player: str) -> bool:
+        ticket = self._ticket_for(duel_id, player)
+        existing = await self._existing(ticket)
+        if existing is None:  # an expired ticket may still be skipped: its pair is not offered again
+            try:
+                await self.votes.insert(self._answer(ticket, SKIP))
+                return True
+            except DuplicateKeyError:
+                existing = await self._existing(ticket)
+                if existing is None:
+                    raise
+        if existing["_id"] == ticket.nonce and existing["choice"] == SKIP:
             return True
-        if ticket["state"] == VOTED:
-            raise DuelAlreadyAnswered("this duel was already voted on")
-        updated = await self.duels.find_one_and_update(
-            {"_id": ticket["_id"], "state": OPEN}, {"$set": {"state": SKIPPED, "answered_at": now()}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if updated is None:
-            raise DuelAlreadyAnswered("this duel was already voted on")
-        # A skipped pair is not offered to this player again either.
-        await self.judged.update_one(
-            {"player": player, "pair": pair_key(ticket["left"], ticket["right"])},
-            {"$setOnInsert": {"at": now(), "skipped": True}}, upsert=True,
-        )
-        return True
+        raise DuelAlreadyAnswered("this duel was already voted on")

@@ -289,7 +289,7 @@ class IngestHandler:
                         "exposure": quality.exposure, "noise": quality.noise, "resolution": quality.resolution},
             "neighbours": [{"id": oid, "similarity": round(sim, 5)} for oid, sim in known],
             "duplicate_of": duplicate_of, "vector_collection": collection,
-            "rating": self.initial_rating(quality.score), "rating_version": 0,
+            "rating": self.initial_rating(quality.score), "ready_at": now(),
         }
         row = {"id": str(doc["_id"]), "vector": analysis.vector, "category": category, "owner": doc["owner"],
                "status": READY}

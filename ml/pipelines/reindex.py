@@ -35,7 +35,8 @@ async def reindex_all(
     embedder = analyzer.models.embedder()
     collection = photo_collection(embedder.model_id, embedder.dim)
     await vectors.ensure_collection(collection, embedder.dim, PHOTO_SCALARS)
-    docs = await photos.find({"status": READY}, sort=[("_id", 1)])
+    # Batch by batch (each under the client's per-call deadline), not one `to_list` under one deadline.
+    docs = [doc async for doc in photos.collection.find({"status": READY}).sort("_id", 1)]
     bar = progress(len(docs) * 2) if progress else None
     embedded: dict[Any, np.ndarray] = {}
     for start in range(0, len(docs), batch_size):

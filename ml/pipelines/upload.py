@@ -113,7 +113,8 @@ class UploadService:
             for blob_id in blobs.values():
                 await self.blobs.delete(blob_id)
             return UploadResult(stored, created=False)
-        await self.jobs.enqueue(INGEST, {"photo_id": str(photo_id)}, key=ingest_job_key(photo_id))
+        # The acknowledgement: durable, and with it the blobs and the photo written before it.
+        await self.jobs.enqueue(INGEST, {"photo_id": str(photo_id)}, key=ingest_job_key(photo_id), durable=True)
         if self.on_enqueued is not None:
             self.on_enqueued()
         log.info("photo.uploaded", photo=str(photo_id), owner=owner, bytes=len(data), format=decoded.format,

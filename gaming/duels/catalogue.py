@@ -1,0 +1,216 @@
+"""What matchmaking knows about every duel-able photo, held in memory by each API process.
+
+Choosing an anchor needs the most uncertain photos, the ones nearest the featured cut and the least
+voted, per category: sorted reads over the whole catalogue. The embedded server answers none of them
+from an index (about 800 ms each at 20,000 photos), and even on MongoDB three sorted reads per
+`nextDuel` is the wrong price. So every process keeps a compact array per field (mu, sigma, votes,
+category, owner, near-duplicate root) of the READY, rated photos, and `nextDuel` reads the database
+only by id (the anchor, the opponent) and for the player's judged pairs.
+
+Lifetimes, which is how stale the view may be:
+- ratings: follow the rating projector's batches (`RatingFeed`), in the projector's own process at
+  once, elsewhere within the feed's poll interval (0.2 s by default);
+- new READY photos: at once in the process that ingested them (`add`), elsewhere within
+  `new_photos_seconds` (read by `ready_at`, indexed);
+- anything else (a category changed, a photo removed): the full reload every `reload_seconds`.
+A stale entry costs at most a less useful pair: the ticket's photos are re-read by id and the vote
+path checks them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import structlog
+from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
+
+from gaming.duels.records import rating_from_fields
+from gaming.matchmaking import RatedPhoto, featured_boundary_array
+from gaming.ratings import RatingEnv
+
+log = structlog.get_logger(__name__)
+
+READY = "READY"
+FIELDS = {"category": 1, "owner": 1, "duplicate_of": 1, "rating": 1, "ready_at": 1}
+NEW_PHOTO_GRACE = timedelta(seconds=30)  # a READY write may land a little after its ready_at stamp
+CUT_TTL_SECONDS = 1.0
+
+
+class DuelCatalogue:
+    def __init__(self, photos: AsyncCollection[dict[str, Any]], env: RatingEnv, *,
+                 top_fraction: float = 0.10, reload_seconds: float = 300.0, new_photos_seconds: float = 2.0) -> None:
+        self.photos = photos
+        self.env = env
+        self.top_fraction = top_fraction
+        self.reload_seconds = reload_seconds
+        self.new_photos_seconds = new_photos_seconds
+        self._load_lock = asyncio.Lock()
+        self._loaded_at: float | None = None
+        self._polled_at = 0.0
+        self._new_since: datetime | None = None
+        self._cuts: dict[str | None, tuple[float, float]] = {}
+        self._reset()
+
+    def _reset(self, capacity: int = 1024) -> None:
+        self.ids: list[ObjectId] = []
+        self.index: dict[ObjectId, int] = {}
+        self.mu = np.zeros(capacity)
+        self.sigma = np.zeros(capacity)
+        self.votes = np.zeros(capacity, dtype=np.int64)
+        self.category = np.zeros(capacity, dtype=np.int64)
+        self.owner = np.zeros(capacity, dtype=np.int64)
+        self.root = np.zeros(capacity, dtype=np.int64)
+        self.live = np.zeros(capacity, dtype=bool)
+        self._codes: dict[Any, int] = {}
+        self._names: list[Any] = []
+
+    # --- codes: categories, owners and duplicate roots as small integers ---------------------------
+
+    def code(self, value: Any) -> int:
+        found = self._codes.get(value)
+        if found is None:
+            found = self._codes[value] = len(self._names)
+            self._names.append(value)
+        return found
+
+    def known_code(self, value: Any) -> int:
+        """-1 for a value never seen (no photo has it)."""
+        return self._codes.get(value, -1)
+
+    def name(self, code: int) -> Any:
+        return self._names[code]
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    # --- writes -------------------------------------------------------------------------------------
+
+    def _grow(self) -> None:
+        for field in ("mu", "sigma", "votes", "category", "owner", "root", "live"):
+            old = getattr(self, field)
+            new = np.zeros(len(old) * 2, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, field, new)
+
+    def add(self, doc: Mapping[str, Any]) -> None:
+        """A READY, rated photo joins (or is refreshed in) the catalogue."""
+        if doc.get("status", READY) != READY or "rating" not in doc:
+            self.remove(doc["_id"])
+            return
+        i = self.index.get(doc["_id"])
+        if i is None:
+            if self.size == len(self.mu):
+                self._grow()
+            i = self.index[doc["_id"]] = self.size
+            self.ids.append(doc["_id"])
+        self.category[i] = self.code(("category", doc.get("category")))
+        self.owner[i] = self.code(("owner", doc["owner"]))
+        self.root[i] = self.code(("root", doc.get("duplicate_of") or doc["_id"]))
+        self.live[i] = True
+        self.set_rating(doc["_id"], doc["rating"])
+
+    def set_rating(self, photo_id: ObjectId, fields: Mapping[str, Any]) -> None:
+        i = self.index.get(photo_id)
+        if i is None:
+            return  # not READY here yet: `add` will bring the rating with the photo
+        self.mu[i], self.sigma[i], self.votes[i] = fields["mu"], fields["sigma"], fields.get("votes", 0)
+
+    def apply_batch(self, batch: Mapping[str, Any]) -> None:
+        """A rating projector batch: its final ratings."""
+        for row in batch.get("ratings", []):
+            self.set_rating(row["id"], row["rating"])
+
+    def remove(self, photo_id: ObjectId) -> None:
+        i = self.index.get(photo_id)
+        if i is not None:
+            self.live[i] = False
+
+    # --- loading ------------------------------------------------------------------------------------
+
+    async def ensure_fresh(self) -> None:
+        """Load on first use, reload every `reload_seconds`, pick up new photos every few seconds."""
+        now = time.monotonic()
+        if self._loaded_at is None or now - self._loaded_at > self.reload_seconds:
+            async with self._load_lock:
+                if self._loaded_at is None or time.monotonic() - self._loaded_at > self.reload_seconds:
+                    await self.reload()
+            return
+        if now - self._polled_at > self.new_photos_seconds:
+            self._polled_at = now
+            await self.poll_new_photos()
+
+    async def reload(self) -> None:
+        started = datetime.now(UTC)
+        fresh = DuelCatalogue(self.photos, self.env, top_fraction=self.top_fraction)
+        async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS):
+            fresh.add(doc)
+        for field in ("ids", "index", "mu", "sigma", "votes", "category", "owner", "root", "live", "_codes", "_names"):
+            setattr(self, field, getattr(fresh, field))
+        self._cuts.clear()
+        self._loaded_at = self._polled_at = time.monotonic()
+        self._new_since = started - NEW_PHOTO_GRACE
+        log.info("catalogue.loaded", photos=self.size)
+
+    async def poll_new_photos(self) -> int:
+        since = self._new_since or datetime.now(UTC) - NEW_PHOTO_GRACE
+        started = datetime.now(UTC)
+        added = 0
+        async for doc in self.photos.find({"ready_at": {"$gte": since}}, {**FIELDS, "status": 1}):
+            if doc["_id"] not in self.index:
+                added += 1
+            self.add(doc)
+        self._new_since = started - NEW_PHOTO_GRACE
+        return added
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def scope(self, category: str | None, *, excluding_owners: Iterable[str] = ()) -> np.ndarray:
+        """Indexes of live photos in the category (None: every category), minus some owners' photos."""
+        n = self.size
+        mask = self.live[:n].copy()
+        if category is not None:
+            mask &= self.category[:n] == self.known_code(("category", category))
+        for owner in excluding_owners:
+            code = self.known_code(("owner", owner))
+            if code >= 0:
+                mask &= self.owner[:n] != code
+        return np.flatnonzero(mask)
+
+    def rated(self, i: int) -> RatedPhoto:
+        category = self.name(int(self.category[i]))[1]
+        return RatedPhoto(id=str(self.ids[i]), rating=rating_from_fields({"mu": self.mu[i], "sigma": self.sigma[i]}),
+                          duels=int(self.votes[i]), owner=self.name(int(self.owner[i]))[1], category=category)
+
+    def owner_of(self, i: int) -> str:
+        return str(self.name(int(self.owner[i]))[1])
+
+    def cut(self, category: str | None) -> float:
+        """The featured cut's skill in a category (the simulation's `featured_boundary_array`), kept a
+        second: it moves slowly with votes."""
+        cached = self._cuts.get(category)
+        if cached is not None and time.monotonic() - cached[1] < CUT_TTL_SECONDS:
+            return cached[0]
+        members = self.scope(category)
+        value = featured_boundary_array(self.mu[members], self.top_fraction) if len(members) else self.env.mu
+        self._cuts[category] = (float(value), time.monotonic())
+        return float(value)
+
+    def top(self, members: np.ndarray, key: np.ndarray, count: int) -> np.ndarray:
+        """The `count` members with the largest key, best first."""
+        if len(members) <= count:
+            return members[np.argsort(-key[members], kind="stable")]
+        part = members[np.argpartition(-key[members], count)[:count]]
+        return part[np.argsort(-key[part], kind="stable")]
+
+    def nearest_cut(self, members: np.ndarray, boundary: float, per_side: int) -> np.ndarray:
+        """`per_side` members at or above the cut (nearest first), then `per_side` below it."""
+        mu = self.mu[members]
+        above, below = members[mu >= boundary], members[mu < boundary]
+        return np.concatenate([self.top(above, -self.mu, per_side), self.top(below, self.mu, per_side)])

@@ -1,0 +1,316 @@
+"""The rating projector: the one writer of ratings, applying the vote log in batches.
+
+The API only appends votes (`storage.votes`); one projector per deployment, held by a lease, turns
+them into ratings. Per batch it writes twice, never in a transaction:
+1. the batch record (`storage.rating_batches`): which votes, in which order, with which celebrity
+   flags and discount parameters, and every touched photo's resulting rating: one insert whose
+   sequence number is unique, which also fences off a second projector that lost its lease unawares;
+2. the photos' ratings, each write guarded by the batch number it carries, so a repeat is a no-op.
+A projector that dies between the two is repeated by the next holder from the record, with the same
+result; the log order is the batches' order, so `replay` reproduces the stored ratings exactly.
+
+Finding the votes to apply without marking them (a mark would be another write per vote): a vote
+written in the projector's own process is handed over directly (`offer`); the others are read by
+`created_at`. The tail, from a second before the newest vote applied, catches votes as they come; a
+vote whose insert lands later still (a slow write, another API process's clock) is caught by the sweep,
+which re-reads the window [horizon, now - straggler_seconds) every `sweep_seconds` and then moves the
+horizon on. Votes applied but newer than the horizon are remembered (and, after a takeover, read back
+from the recent batch records), so none is applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
+
+from gaming.duels.feed import RatingFeed
+from gaming.duels.legacy import migrate_legacy_votes
+from gaming.duels.records import initial_rating_fields, rating_fields, rating_from_fields
+from gaming.ratings import DuelAdjustment, Outcome, Rating, RatingEnv, rate_duel
+from storage.leases import Lease
+from storage.photos import PhotoRepository
+from storage.rating_batches import RatingBatchRepository
+from storage.votes import VoteRepository
+
+log = structlog.get_logger(__name__)
+
+LEASE_NAME = "rating_projector"
+# The tail re-reads this far behind the newest applied vote: concurrent inserts commit a little out of
+# the order of their timestamps, and this catches them at once rather than at the next sweep.
+TAIL_OVERLAP = timedelta(seconds=1)
+MAX_OFFERED = 10_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The adjustment a vote is rated with, from the parameters recorded with it.
+AdjustmentFactory = Callable[[Mapping[str, Any] | None], DuelAdjustment | None]
+# The parameters in force now, read once per batch.
+CurrentAdjustment = Callable[[], Awaitable[Mapping[str, Any] | None]]
+
+
+async def _no_adjustment() -> None:
+    return None
+
+
+class LostLease(RuntimeError):
+    """Another projector wrote this batch number: this one was not the holder any more."""
+
+
+def is_celebrity(photo: Mapping[str, Any]) -> bool:
+    return bool((photo.get("celebrity") or {}).get("people"))
+
+
+def _result(choice: str, side: str) -> str:
+    if choice == Outcome.DRAW.value:
+        return "draws"
+    return "wins" if choice == side.upper() else "losses"
+
+
+def _counts(fields: Mapping[str, Any], outcome_for_photo: str) -> dict[str, int]:
+    counts = {k: int(fields.get(k, 0)) for k in ("votes", "wins", "losses", "draws")}
+    counts["votes"] += 1
+    counts[outcome_for_photo] += 1
+    return counts
+
+
+class RatingProjector:
+    def __init__(
+        self, votes: VoteRepository, batches: RatingBatchRepository, photos: PhotoRepository, lease: Lease,
+        env: RatingEnv, feed: RatingFeed, *, adjustment_factory: AdjustmentFactory = lambda params: None,
+        current_adjustment: CurrentAdjustment = _no_adjustment, batch_size: int = 256, poll_seconds: float = 0.05,
+        straggler_seconds: float = 30.0, sweep_seconds: float = 5.0,
+        after_record: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.votes = votes
+        self.batches = batches
+        self.photos = photos
+        self.lease = lease
+        self.env = env
+        self.feed = feed
+        self.adjustment_factory = adjustment_factory
+        self.current_adjustment = current_adjustment
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.straggler = timedelta(seconds=straggler_seconds)
+        self.sweep_seconds = sweep_seconds
+        self.after_record = after_record  # between the two writes: where tests stop a projector
+        self.active = False
+        self._wake = asyncio.Event()
+        self._stepping = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._renewed = 0.0
+        self._swept = 0.0
+        self.seq = 0
+        self.horizon = EPOCH
+        self.tail = EPOCH
+        self.applied: dict[ObjectId, datetime] = {}
+        self._offered: dict[ObjectId, dict[str, Any]] = {}
+
+    # --- the rating math, shared by the projection and the replay ------------------------------------
+
+    def rate(self, left: Mapping[str, Any], right: Mapping[str, Any], choice: str, left_celebrity: bool,
+             right_celebrity: bool, params: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        new_left, new_right = self._rate(rating_from_fields(left), rating_from_fields(right), Outcome(choice),
+                                         left_celebrity, right_celebrity, params)
+        return (rating_fields(new_left, self.env, _counts(left, _result(choice, "left"))),
+                rating_fields(new_right, self.env, _counts(right, _result(choice, "right"))))
+
+    def _rate(self, left: Rating, right: Rating, outcome: Outcome, left_celebrity: bool, right_celebrity: bool,
+              params: Mapping[str, Any] | None) -> tuple[Rating, Rating]:
+        return rate_duel(left, right, outcome, self.env, left_celebrity=left_celebrity,
+                         right_celebrity=right_celebrity, adjustment=self.adjustment_factory(params))
+
+    # --- holding the lease ---------------------------------------------------------------------------
+
+    async def hold(self) -> bool:
+        """Take or renew the lease (a write only every third of its time); recover on taking it."""
+        if self.active and time.monotonic() - self._renewed < self.lease.seconds / 3:
+            return True
+        held = await self.lease.acquire()
+        if held:
+            self._renewed = time.monotonic()
+            if not self.active:
+                await self.recover()
+                self.active = True
+                log.info("projector.took_over", seq=self.seq, holder=self.lease.holder)
+        elif self.active:
+            self.active = False
+            self._offered.clear()
+            log.warning("projector.lost_lease", seq=self.seq, holder=self.lease.holder)
+        return held
+
+    async def recover(self) -> None:
+        """Where the last holder stopped: its last batch's ratings written (a repeat is a no-op), the
+        horizon, and which newer votes are applied already."""
+        last = await self.batches.last()
+        if last is None:
+            try:
+                migrated = await migrate_legacy_votes(self.votes, self.batches, self.photos, self.env, self.rate,
+                                                      batch_size=self.batch_size)
+            except DuplicateKeyError:
+                raise LostLease("another projector is migrating the legacy votes") from None
+            if migrated:
+                log.info("projector.migrated_legacy_votes", votes=migrated)
+                last = await self.batches.last()
+        if last is None:
+            self.seq, self.horizon, self.applied = 0, EPOCH, {}
+        else:
+            self.seq = int(last["_id"])
+            await self.photos.write_ratings(self.seq, {r["id"]: r["rating"] for r in last["ratings"]})
+            self.horizon = last["horizon"]
+            self.applied = await self.batches.applied_since(self.horizon)
+        self.tail = self.horizon  # the first tail read takes every vote since; the applied ones are known
+        self._swept = 0.0
+
+    # --- applying votes ------------------------------------------------------------------------------
+
+    async def step(self, *, settle: bool = False) -> int:
+        """Apply the next batch of votes; how many were applied. `settle`: no API writes votes any more
+        (tests, offline commands), so every vote up to now may be swept at once."""
+        async with self._stepping:  # the background task and a drain in the same process take turns
+            return await self._step(settle)
+
+    async def _step(self, settle: bool) -> int:
+        found: dict[ObjectId, dict[str, Any]] = {}
+        horizon = self.horizon
+        if settle or time.monotonic() - self._swept > self.sweep_seconds:
+            end = datetime.now(UTC) - (timedelta(0) if settle else self.straggler)
+            if end > self.horizon:
+                found.update((v["_id"], v) for v in await self.votes.created_between(self.horizon, end)
+                             if v["_id"] not in self.applied)
+                horizon = end
+            self._swept = time.monotonic()
+        found.update((k, v) for k, v in self._offered.items() if k not in self.applied)
+        tail = await self.votes.created_between(max(self.tail - TAIL_OVERLAP, self.horizon),
+                                                limit=self.batch_size + 64)
+        found.update((v["_id"], v) for v in tail if v["_id"] not in self.applied)
+        pending = sorted(found.values(), key=lambda v: (v["created_at"], v["_id"]))
+        if len(pending) > self.batch_size:
+            pending, horizon = pending[: self.batch_size], self.horizon  # the sweep's remainder comes next
+        if pending:
+            await self._apply(pending, horizon)
+        # the tail moves past what it read once all of it is applied (it is read inclusively)
+        applied_upto = [v["created_at"] for v in tail if v["_id"] in self.applied]
+        if applied_upto and len(applied_upto) == len(tail):
+            self.tail = max(self.tail, tail[-1]["created_at"])
+        elif pending:
+            self.tail = max(self.tail, min(v["created_at"] for v in tail if v["_id"] not in self.applied))
+        self.horizon = max(self.horizon, horizon)
+        self.applied = {k: at for k, at in self.applied.items() if at >= self.horizon}
+        self._offered = {k: v for k, v in self._offered.items() if k not in self.applied}
+        return len(pending)
+
+    async def _apply(self, votes: list[dict[str, Any]], horizon: datetime) -> None:
+        photos = await self.photos.rating_inputs([pid for v in votes for pid in (v["left"], v["right"])])
+        if any(int(p.get("rating_seq", 0)) > self.seq for p in photos.values()):
+            raise LostLease(f"photos carry ratings newer than batch {self.seq}")
+        params = await self.current_adjustment()
+        current = {pid: p["rating"] for pid, p in photos.items() if "rating" in p}
+        entries: list[dict[str, Any]] = []
+        for vote in votes:
+            left, right = current.get(vote["left"]), current.get(vote["right"])
+            if left is None or right is None:  # a photo was deleted: the vote stays in the log, unrated
+                entries.append({"vote": vote["_id"], "created_at": vote["created_at"], "gone": True})
+                continue
+            flags = (is_celebrity(photos[vote["left"]]), is_celebrity(photos[vote["right"]]))
+            current[vote["left"]], current[vote["right"]] = self.rate(left, right, vote["choice"], *flags, params)
+            entries.append({
+                "vote": vote["_id"], "created_at": vote["created_at"], "left": vote["left"], "right": vote["right"],
+                "choice": vote["choice"], "left_celebrity": flags[0], "right_celebrity": flags[1],
+                "left_rating": current[vote["left"]], "right_rating": current[vote["right"]],
+            })
+        touched = {pid for e in entries if not e.get("gone") for pid in (e["left"], e["right"])}
+        batch = {
+            "_id": self.seq + 1, "written_at": datetime.now(UTC), "horizon": horizon,
+            "max_created_at": max(v["created_at"] for v in votes), "adjustment": params, "entries": entries,
+            "ratings": [{"id": pid, "rating": current[pid]} for pid in touched],
+        }
+        try:
+            await self.batches.insert(batch)
+        except DuplicateKeyError:
+            raise LostLease(f"batch {batch['_id']} was written by another projector") from None
+        if self.after_record is not None:
+            await self.after_record(batch)
+        await self.photos.write_ratings(batch["_id"], {pid: current[pid] for pid in touched})
+        self.seq = batch["_id"]
+        self.applied.update((v["_id"], v["created_at"]) for v in votes)
+        self.feed.publish(batch)
+
+    async def drain(self, *, settle: bool = False) -> int:
+        """Apply everything pending now (needs the lease); `settle` as for `step`."""
+        if not await self.hold():
+            raise RuntimeError(f"the rating projector lease is held by {await self.lease.holder_now()}")
+        applied = 0
+        while (n := await self.step(settle=settle)) > 0:
+            applied += n
+        return applied
+
+    # --- the background task -------------------------------------------------------------------------
+
+    def offer(self, vote: Mapping[str, Any]) -> None:
+        """A vote this process has just written: apply it now, without waiting to read it back. Only
+        kept while this process holds the lease; otherwise the holder reads it from the log."""
+        if self.active and len(self._offered) < MAX_OFFERED:
+            self._offered[vote["_id"]] = dict(vote)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if await self.hold() and await self.step() >= self.batch_size:
+                    continue
+            except LostLease as exc:
+                log.warning("projector.fenced", reason=str(exc))
+                self.active = False
+                self.feed.rewind(self.seq)
+            except Exception:
+                log.exception("projector.step_failed")
+                self.active = False  # recover from the records before going on
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds if self.active else self.lease.seconds / 3)
+            self._wake.clear()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rating-projector")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.active:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+            self.active = False
+
+    # --- the log as a whole --------------------------------------------------------------------------
+
+    async def replay(self) -> dict[ObjectId, dict[str, Any]]:
+        """The ratings the log implies: each photo's prior from its stored quality, then every batch in
+        order with the flags and parameters recorded in it. Pure reading."""
+        ratings = {pid: initial_rating_fields(q, self.env) for pid, q in (await self.photos.priors()).items()}
+        async for batch in self.batches.in_order({"entries": 1, "adjustment": 1}):
+            for entry in batch["entries"]:
+                left, right = ratings.get(entry.get("left")), ratings.get(entry.get("right"))
+                if entry.get("gone") or left is None or right is None:
+                    continue
+                ratings[entry["left"]], ratings[entry["right"]] = self.rate(
+                    left, right, entry["choice"], entry["left_celebrity"], entry["right_celebrity"],
+                    batch.get("adjustment"))
+        return ratings
+
+    async def rebuild(self) -> int:
+        """`photoduel ratings rebuild`: write the replayed ratings back (holding the lease); photos changed."""
+        await self.drain()  # also takes the lease: the running projector's, if it is this process's
+        changed = 0
+        for photo_id, fields in (await self.replay()).items():
+            changed += await self.photos.overwrite_rating(photo_id, fields, self.seq)
+        return changed

@@ -1,0 +1,56 @@
+"""The rating projector's record of what it applied: one document per batch of votes, written once.
+
+Document: ``_id`` (the batch's sequence number, 1, 2, ...: unique, so two projectors that both believe
+they hold the lease cannot both write batch N, the second gets DuplicateKeyError and stops), written_at,
+horizon (every vote created before it is applied by this batch or an earlier one), max_created_at
+(of this batch's votes), adjustment (the celebrity discount parameters the batch was rated with),
+entries (in application order: vote, left, right, choice, left_celebrity, right_celebrity, and the
+two resulting ratings; or vote and ``gone`` when a photo no longer exists), and ratings (the final
+rating fields of every photo the batch touched, written here *before* the photos, so a projector
+that dies between the two writes is repeated from this record with the same result).
+
+The log order of the votes is this collection's order: batch by batch, entry by entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from storage.base import Doc, Repository
+
+
+class RatingBatchRepository(Repository):
+    collection_name = "rating_batches"
+
+    async def insert(self, batch: Doc) -> None:
+        """Raises DuplicateKeyError when this sequence number was written already (by another holder)."""
+        await self.collection.insert_one(batch)
+
+    async def last(self) -> Doc | None:
+        return await self.collection.find_one({}, sort=[("_id", -1)])
+
+    async def after(self, seq: int, *, limit: int = 100, fields: dict[str, Any] | None = None) -> list[Doc]:
+        """Batches after `seq`, in order: what every process follows to keep its view of ratings."""
+        cursor = self.collection.find({"_id": {"$gt": seq}}, fields).sort("_id", 1).limit(limit)
+        return await cursor.to_list(None)
+
+    async def applied_since(self, since: datetime) -> dict[ObjectId, datetime]:
+        """The votes created at or after `since` that a batch applied, with their creation times."""
+        cursor = self.collection.find({"max_created_at": {"$gte": since}}, {"entries.vote": 1, "entries.created_at": 1})
+        return {e["vote"]: e["created_at"] async for b in cursor for e in b.get("entries", [])
+                if e["created_at"] >= since}
+
+    async def entry_for(self, vote_id: ObjectId) -> Doc | None:
+        """The applied entry of one vote (with its resulting ratings), or None if not applied yet."""
+        batch = await self.collection.find_one({"entries.vote": vote_id}, {"entries": 1})
+        if batch is None:
+            return None
+        return next((e for e in batch["entries"] if e["vote"] == vote_id), None)
+
+    async def in_order(self, fields: dict[str, Any] | None = None) -> AsyncIterator[Doc]:
+        async for batch in self.collection.find({}, fields).sort("_id", 1):
+            yield batch

@@ -1,0 +1,63 @@
+"""The vote log: one document per answered duel ticket, written once by the API and never changed.
+
+Document: ``_id`` (the ticket's nonce: one answer per ticket), player, left, right, pair (order-free),
+choice (LEFT | RIGHT | DRAW, or SKIP for a skipped ticket), category, anchor_side, similarity,
+created_at. Votes and skips share the collection so that one unique key decides between a vote and
+a skip racing on the same ticket, and between two tickets for the same pair: the (player, pair) index
+is unique, so a player judges a pair once. Nothing else is stored per vote: which votes the rating
+projector applied, in what order and with what result, lives in `rating_batches`.
+
+Three indexes, so an answer costs one small insert: _id, (player, pair) for "already judged" and
+the uniqueness, created_at for the projector's tail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from storage.base import Doc, Repository
+
+SKIP = "SKIP"
+
+
+def pair_key(a: ObjectId, b: ObjectId) -> str:
+    """Order-free key of a pair, so "judged A vs B" also covers B vs A."""
+    x, y = sorted((str(a), str(b)))
+    return f"{x}:{y}"
+
+
+class VoteRepository(Repository):
+    collection_name = "votes"
+
+    async def insert(self, answer: Doc) -> None:
+        """Raises DuplicateKeyError when the ticket, or this player's pair, was answered already."""
+        await self.collection.insert_one(answer)
+
+    async def for_player_pair(self, player: str, pair: str) -> Doc | None:
+        return await self.collection.find_one({"player": player, "pair": pair})
+
+    async def judged_pairs(self, player: str, keys: Sequence[str]) -> set[str]:
+        """Which of these pairs this player answered (voted or skipped)."""
+        if not keys:
+            return set()
+        cursor = self.collection.find({"player": player, "pair": {"$in": list(keys)}}, {"pair": 1, "_id": 0})
+        return {d["pair"] async for d in cursor}
+
+    async def created_between(self, start: datetime, end: datetime | None = None, *,
+                              limit: int = 0) -> list[Doc]:
+        """Votes (not skips) created in [start, end), oldest first: the projector's tail."""
+        created: dict[str, Any] = {"$gte": start}
+        if end is not None:
+            created["$lt"] = end
+        cursor = self.collection.find({"created_at": created, "choice": {"$ne": SKIP}}).sort(
+            [("created_at", 1), ("_id", 1)])
+        if limit:
+            cursor = cursor.limit(limit)
+        return await cursor.to_list(None)
+
+    async def count_votes(self) -> int:
+        return await self.collection.count_documents({"choice": {"$ne": SKIP}})
