@@ -19,7 +19,7 @@ vote log and the photos. What it does:
    skipDuel instead, and 5% of accepted votes re-sent (a client retry: must come back accepted:false).
    Every request has a deadline; a timeout is an error with code TIMEOUT, the bench never hangs.
 4. Waits until the service has drained (the photos' summed rating.votes unchanged for 2 s at twice
-   the accepted votes, or for 10 s at any value, or --drain-seconds), then checks every acknowledged
+   the accepted votes, or for --quiet-seconds at any value, or --drain-seconds), then checks every acknowledged
    vote is in the vote log exactly once and that the summed rating.votes is twice the accepted votes.
 
 Reports votes/s, p50/p95/p99 per operation, errors by extensions.code, lost and doubled votes, database
@@ -76,7 +76,8 @@ MODEL_R = 0.7  # correlation of the model's quality score with the hidden true q
 VOTE_NOISE = 1.0  # Thurstone noise, in units of the true-quality spread
 DRAW_MARGIN = 0.125  # |difference| under this is a DRAW: ~10% of duels between equal photos
 SKIP_RATE = RETRY_RATE = 0.05
-QUIET_SECONDS = 10.0
+DRAIN_STATES = {"complete": "complete (Σ rating.votes reached 2 x accepted)",
+                "still": "gave up waiting, Σ rating.votes stopped moving", "bound": "gave up at --drain-seconds"}
 OPS = ("nextDuel", "voteDuel", "voteDuel retry", "skipDuel")
 
 NEXT = "query Next($c: String) { nextDuel(category: $c) { id left { id } right { id } } }"
@@ -502,12 +503,12 @@ def document_writes(db: Database[dict[str, Any]], since: Snapshot, until: Snapsh
 
 
 def wait_drained(db: Database[dict[str, Any]], touched: list[str], target: int | None,
-                 bound: float) -> dict[str, Any]:
+                 quiet_s: float, bound: float) -> dict[str, Any]:
     """Poll Σ rating.votes over the photos the players saw until the projector is done: unchanged for
-    2 s once it reached `target` (2 x accepted votes, when we know every photo started at 0), or
-    unchanged for QUIET_SECONDS whatever it is (a projector that lost votes, or an unknown target),
-    or `bound` seconds. A projector writes in batches, and a slow batch leaves the sum still for
-    seconds: hence no stop at 2 s short of the target."""
+    2 s once it reached `target` (2 x accepted votes, when we know every photo started at 0: "complete"),
+    or unchanged for `quiet_s` whatever it is (a projector stalled or losing votes, or an unknown
+    target: "still"), or `bound` seconds ("bound"). A projector writes in batches, and a slow batch
+    leaves the sum still for seconds: hence no stop at 2 s short of the target."""
     started = time.monotonic()
     last, since = -1, time.monotonic()
     while True:
@@ -516,10 +517,10 @@ def wait_drained(db: Database[dict[str, Any]], touched: list[str], target: int |
         if total != last:
             last, since = total, now
         quiet = now - since
-        if (target is not None and total >= target and quiet >= 2.0) or quiet >= QUIET_SECONDS:
-            return {"drained": True, "waited_s": round(now - started, 1), "quiet_s": round(quiet, 1)}
-        if now - started >= bound:
-            return {"drained": False, "waited_s": round(now - started, 1), "quiet_s": round(quiet, 1)}
+        state = ("complete" if target is not None and total >= target and quiet >= 2.0
+                 else "still" if quiet >= quiet_s else "bound" if now - started >= bound else None)
+        if state:
+            return {"state": state, "waited_s": round(now - started, 1), "quiet_s": round(quiet, 1)}
         time.sleep(0.3)
 
 
@@ -645,7 +646,8 @@ def verify(result: dict[str, Any], db: Database[dict[str, Any]], stats: Stats, b
     cpu_before_drain = cpu_now(serve)
     try:
         target = 2 * len({d for d, _, ok in stats.acks if ok}) if serve is not None else None
-        drain = wait_drained(db, sorted(stats.touched), target, bound=result["args"]["drain_seconds"])
+        drain = wait_drained(db, sorted(stats.touched), target, result["args"]["quiet_seconds"],
+                             result["args"]["drain_seconds"])
         cpu_drain = cpu_now(serve)
         result["drain"] = {**drain, "cpu_s": {k: round(cpu_drain[k] - cpu_before_drain[k], 2) for k in cpu_drain}}
         after = Snapshot.take(db)
@@ -700,8 +702,8 @@ def report(r: dict[str, Any]) -> str:
     elif "checks" in r:
         c, w, d = r["checks"], r["writes"], r["drain"]
         lines += [
-            f"{'drained' if d['drained'] else 'NOT drained (bound reached)'} after {d['waited_s']} s, Σ rating.votes "
-            f"still for {d['quiet_s']} s (CPU s meanwhile: {d['cpu_s']})",
+            f"drain: {DRAIN_STATES[d['state']]} after {d['waited_s']} s, Σ rating.votes unchanged for the last "
+            f"{d['quiet_s']} s (CPU s meanwhile: {d['cpu_s']})",
             f"lost votes: {len(c['lost'])}, doubled in the log: {len(c['doubled_in_log'])}, doubled acks: "
             f"{len(c['doubled_acks'])}, wrong choice: {len(c['wrong_choice'])}, first sends accepted:false: "
             f"{c['first_sends_not_accepted']}",
@@ -724,6 +726,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of every request, seconds")
     parser.add_argument("--drain-seconds", type=float, default=60.0, help="bound on the wait for the drain")
+    parser.add_argument("--quiet-seconds", type=float, default=10.0,
+                        help="the drain ends when Σ rating.votes has not moved for this long, short of its target")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (and serve.log in it)")
     parser.add_argument("--uri", help="an already running service (http://host:port) instead of starting one")
     parser.add_argument("--mongodb-uri", help="with --uri: its database, to load photos into and verify")

@@ -138,7 +138,7 @@ async def open_services(
     locks its file, so they can then run beside a running service."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with embedded_mongo_if_needed(settings) as uri:
-        mongo = create_client(uri)
+        mongo = create_client(uri, timeout_seconds=settings.mongodb_timeout_seconds)
         db = mongo[settings.mongodb_database]
         await ensure_indexes(db)
         vectors = VectorIndex(settings.resolved_milvus_uri, token=settings.milvus_token)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Unset: `photoduel serve` starts the embedded MongoDB-wire server under data_dir.
     mongodb_uri: str | None = None
     mongodb_database: str = "photoduel"
+    # The deadline of every database call (PyMongo's client-side operation timeout): a stalled database
+    # answers UNAVAILABLE in bounded time instead of hanging requests. Long work raises it locally.
+    mongodb_timeout_seconds: float = Field(10.0, gt=0, le=600)
     # Embedded server only: fsync its write-ahead log on every commit (`secantusd-py --sync-on-commit`).
     # Per SecantusDB's docs: off, a commit survives a crash of the server process but not a machine
     # failure (power loss); on costs 1-2 orders of magnitude on small inserts. Not measured here.

@@ -7,10 +7,17 @@ from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from pymongo import WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 Doc = dict[str, Any]
+
+
+def journaled(collection: AsyncCollection[Doc]) -> AsyncCollection[Doc]:
+    """The collection with write concern `j: true`: a write is acknowledged once the server's journal
+    holds it, so a crash of the database right after the acknowledgement does not lose it."""
+    return collection.with_options(write_concern=WriteConcern(**{**collection.write_concern.document, "j": True}))
 
 
 def parse_object_id(value: str) -> ObjectId | None:

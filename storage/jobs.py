@@ -19,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne, WriteConcern
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
+
+from storage.base import journaled
 
 QUEUED, LEASED, DONE, PARKED = "queued", "leased", "done", "parked"
 
@@ -94,7 +96,7 @@ class JobQueue:
             doc["key"] = key
         jobs = self._jobs
         if durable:
-            jobs = jobs.with_options(write_concern=WriteConcern(**{**jobs.write_concern.document, "j": True}))
+            jobs = journaled(jobs)
         try:
             result = await jobs.insert_one(doc)
             return result.inserted_id

@@ -25,7 +25,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from storage.base import Doc, Repository
+from storage.base import Doc, Repository, journaled
 from storage.pagination import SortKey, after_filter, decode_cursor, encode_cursor
 
 PROCESSING, READY, FAILED = "PROCESSING", "READY", "FAILED"
@@ -96,7 +96,8 @@ class PhotoRepository(Repository):
             return 0
         ops = [UpdateOne({"_id": pid, "$or": [{"rating_seq": {"$lt": seq}}, {"rating_seq": {"$exists": False}}]},
                          {"$set": {"rating": fields, "rating_seq": seq}}) for pid, fields in ratings.items()]
-        result = await self.collection.bulk_write(ops, ordered=False)
+        # journaled: the next batch is computed from these ratings, so a crash must not roll them back
+        result = await journaled(self.collection).bulk_write(ops, ordered=False)
         return result.modified_count
 
     async def priors(self) -> dict[ObjectId, float | None]:

@@ -20,15 +20,16 @@ from typing import Any
 
 from bson import ObjectId
 
-from storage.base import Doc, Repository
+from storage.base import Doc, Repository, journaled
 
 
 class RatingBatchRepository(Repository):
     collection_name = "rating_batches"
 
     async def insert(self, batch: Doc) -> None:
-        """Raises DuplicateKeyError when this sequence number was written already (by another holder)."""
-        await self.collection.insert_one(batch)
+        """Raises DuplicateKeyError when this sequence number was written already (by another holder).
+        Journaled: the projector goes on from it (a write lost in a crash would leave a gap it trusts)."""
+        await journaled(self.collection).insert_one(batch)
 
     async def last(self) -> Doc | None:
         return await self.collection.find_one({}, sort=[("_id", -1)])

@@ -18,8 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.base import Doc, Repository
+from storage.base import Doc, Repository, journaled
 
 SKIP = "SKIP"
 
@@ -33,9 +34,17 @@ def pair_key(a: ObjectId, b: ObjectId) -> str:
 class VoteRepository(Repository):
     collection_name = "votes"
 
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        super().__init__(db)
+        self._journaled = journaled(self.collection)
+
     async def insert(self, answer: Doc) -> None:
-        """Raises DuplicateKeyError when the ticket, or this player's pair, was answered already."""
-        await self.collection.insert_one(answer)
+        """Raises DuplicateKeyError when the ticket, or this player's pair, was answered already.
+
+        Journaled (`j: true`): this insert is the vote's acknowledgement, and the embedded server (like a
+        single MongoDB server with the default write concern) can lose the last tens of milliseconds of
+        unjournaled writes when it is killed."""
+        await self._journaled.insert_one(answer)
 
     async def for_player_pair(self, player: str, pair: str) -> Doc | None:
         return await self.collection.find_one({"player": player, "pair": pair})

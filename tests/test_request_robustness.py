@@ -15,6 +15,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,14 @@ import pytest
 from bson import ObjectId
 
 from api.errors import UNAVAILABLE_MESSAGE
+from gaming.duels.records import initial_rating_fields
+from gaming.ratings import RatingEnv
 from photoduel.settings import Settings
 from storage.embedded_mongo import EmbeddedMongo
 from tests.servers import LiveServer
 from tests.tokens import auth_header
 from tests.uploads import UPLOAD, generated_photo, jpeg_bytes
+from tests.votes import applied_count, settled, vote_id
 
 ME = "{ me { id email } }"
 PHOTOS = "{ photos(first: 5) { edges { cursor } } }"
@@ -286,3 +290,83 @@ async def test_requests_answer_when_the_database_is_killed_mid_burst(
     async with httpx.AsyncClient(base_url=own_server.url, timeout=60) as client:
         response = await _post(client, ME, auth_header("burst-0"))
         assert response.json()["data"]["me"]["id"] == "burst-0"
+
+
+# --- votes while the database is killed --------------------------------------------------------------
+
+DUEL_NEXT = "query { nextDuel { id } }"
+DUEL_VOTE = "mutation($id: ID!, $c: DuelChoice!) { voteDuel(duelId: $id, choice: $c) { accepted } }"
+
+
+def _seed(server: LiveServer, count: int = 12) -> None:
+    """READY photos as ingest leaves them (this server runs no worker and no model)."""
+    now = datetime.now(UTC)
+    docs = [{"_id": ObjectId(), "owner": f"owner{i % 4}", "status": "READY", "category": "test", "sha256": f"s{i}",
+             "created_at": now, "ready_at": now, "neighbours": [], "quality": {"score": 0.2 + 0.05 * i},
+             "rating": initial_rating_fields(0.2 + 0.05 * i, RatingEnv())} for i in range(count)]
+    server.run(server.services.photos.collection.insert_many(docs))
+
+
+async def test_votes_answer_when_the_database_is_killed_and_none_acknowledged_is_lost(
+    own_database: Database, own_server: LiveServer
+) -> None:
+    _seed(own_server)
+    players, kill_after, burst_after_kill = 12, 2.0, 2 * DEADLINE_SECONDS + 2
+    acknowledged: list[str] = []
+    outcomes: list[tuple[str, str, float]] = []
+    vote_acknowledged = asyncio.Event()
+    stop_at = time.monotonic() + kill_after + burst_after_kill
+
+    async def player(i: int, client: httpx.AsyncClient) -> None:
+        headers = auth_header(f"voter-{i}")
+        while time.monotonic() < stop_at:
+            started = time.monotonic()
+            response = await client.post("/graphql", json={"query": DUEL_NEXT}, headers=headers)
+            outcomes.append(("nextDuel", _outcome(response, "nextDuel"), time.monotonic() - started))
+            duel: dict[str, Any] | None = (response.json().get("data") or {}).get("nextDuel")
+            if duel is None:
+                await asyncio.sleep(0.1)
+                continue
+            for _ in range(3):  # a client retries the same vote after UNAVAILABLE; it counts once
+                started = time.monotonic()
+                response = await client.post("/graphql", json={"query": DUEL_VOTE, "variables": {
+                    "id": duel["id"], "c": "LEFT"}}, headers=headers)
+                outcome = _outcome(response, "voteDuel")
+                outcomes.append(("voteDuel", outcome, time.monotonic() - started))
+                if outcome == "ok":
+                    acknowledged.append(duel["id"])
+                    vote_acknowledged.set()
+                    break
+                if time.monotonic() >= stop_at:
+                    break
+
+    async def killer() -> None:
+        # Right after a vote is acknowledged: the newest write the server has.
+        await asyncio.sleep(kill_after)
+        vote_acknowledged.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(vote_acknowledged.wait(), 5.0)
+        os.kill(own_database.pid(), signal.SIGKILL)
+
+    async with httpx.AsyncClient(base_url=own_server.url, timeout=60,
+                                 limits=httpx.Limits(max_connections=players)) as client:
+        await asyncio.gather(killer(), *[player(i, client) for i in range(players)])
+
+    assert {("voteDuel", "ok"), ("nextDuel", "ok")} <= {(k, o) for k, o, _ in outcomes}
+    assert ("voteDuel", "unavailable") in {(k, o) for k, o, _ in outcomes} or \
+        ("nextDuel", "unavailable") in {(k, o) for k, o, _ in outcomes}, "the kill was seen"
+    slowest = max(elapsed for _, _, elapsed in outcomes)
+    # a vote may wait for its result a little beyond the database deadline
+    assert slowest < 2 * DEADLINE_SECONDS + MARGIN_SECONDS + 1, slowest
+
+    own_database.restart()  # the same storage and port: the service finds it again
+    ids = [vote_id(own_server, d) for d in acknowledged]
+    logged = own_server.run(own_server.services.db.votes.count_documents({"_id": {"$in": ids}}))
+    assert logged == len(set(ids)), "an acknowledged vote was lost with the database"
+    deadline = time.monotonic() + 60
+    while own_server.run(applied_count(own_server.services.db, ids)) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    own_server.run(settled(own_server), timeout=60)
+    assert own_server.run(applied_count(own_server.services.db, ids)) == len(ids), "applied exactly once each"
+    replayed = own_server.run(own_server.services.projector.replay())
+    assert own_server.run(own_server.services.photos.stored_ratings()) == replayed

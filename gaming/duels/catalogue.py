@@ -55,6 +55,8 @@ class DuelCatalogue:
         self._polled_at = 0.0
         self._new_since: datetime | None = None
         self._cuts: dict[str | None, tuple[float, float]] = {}
+        self._reloading: asyncio.Task[None] | None = None  # kept: a task nobody holds may be collected
+        self._seen_while_loading: list[Mapping[str, Any]] | None = None
         self._reset()
 
     def _reset(self, capacity: int = 1024) -> None:
@@ -124,6 +126,8 @@ class DuelCatalogue:
 
     def apply_batch(self, batch: Mapping[str, Any]) -> None:
         """A rating projector batch: its final ratings."""
+        if self._seen_while_loading is not None:  # the reload's scan may have read these photos before
+            self._seen_while_loading.append(batch)
         for row in batch.get("ratings", []):
             self.set_rating(row["id"], row["rating"])
 
@@ -135,22 +139,40 @@ class DuelCatalogue:
     # --- loading ------------------------------------------------------------------------------------
 
     async def ensure_fresh(self) -> None:
-        """Load on first use, reload every `reload_seconds`, pick up new photos every few seconds."""
+        """Load on first use; after that, reload in the background every `reload_seconds` (requests go
+        on with the view they have) and pick up new photos every few seconds."""
         now = time.monotonic()
-        if self._loaded_at is None or now - self._loaded_at > self.reload_seconds:
+        if self._loaded_at is None:
             async with self._load_lock:
-                if self._loaded_at is None or time.monotonic() - self._loaded_at > self.reload_seconds:
+                if self._loaded_at is None:
                     await self.reload()
+            return
+        if now - self._loaded_at > self.reload_seconds and not self._load_lock.locked():
+            self._reloading = asyncio.create_task(self._reload_in_background(), name="catalogue-reload")
             return
         if now - self._polled_at > self.new_photos_seconds:
             self._polled_at = now
             await self.poll_new_photos()
 
+    async def _reload_in_background(self) -> None:
+        async with self._load_lock:
+            try:
+                await self.reload()
+            except Exception:  # the view in hand stays; the next request tries again
+                log.exception("catalogue.reload_failed")
+                self._loaded_at = time.monotonic() - self.reload_seconds + self.new_photos_seconds
+
     async def reload(self) -> None:
         started = datetime.now(UTC)
         fresh = DuelCatalogue(self.photos, self.env, top_fraction=self.top_fraction)
-        async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS):
-            fresh.add(doc)
+        self._seen_while_loading = []
+        try:
+            async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS):
+                fresh.add(doc)
+            for batch in self._seen_while_loading:
+                fresh.apply_batch(batch)
+        finally:
+            self._seen_while_loading = None
         for field in ("ids", "index", "mu", "sigma", "votes", "category", "owner", "root", "live", "_codes", "_names"):
             setattr(self, field, getattr(fresh, field))
         self._cuts.clear()

@@ -52,9 +52,10 @@ class RatingFeed:
     def forget(self, vote_id: ObjectId) -> None:
         self._waiters.pop(vote_id, None)
 
-    def publish(self, batch: Batch) -> bool:
-        """Take one batch; False (and nothing applied) unless it is the next in sequence."""
-        if int(batch["_id"]) != self.seq + 1:
+    def publish(self, batch: Batch, *, read_in_order: bool = False) -> bool:
+        """Take one batch; False (and nothing applied) unless it is the next in sequence. A batch read
+        from the database in order is the next whatever its number (a number can be skipped)."""
+        if int(batch["_id"]) != self.seq + 1 and not (read_in_order and int(batch["_id"]) > self.seq):
             return False
         self.seq = int(batch["_id"])
         for subscriber in self._subscribers:
@@ -75,7 +76,7 @@ class RatingFeed:
         while True:
             batches = await self.batches.after(self.seq, limit=50)
             for batch in batches:
-                taken += self.publish(batch)
+                taken += self.publish(batch, read_in_order=True)
             if len(batches) < 50:
                 return taken
 
