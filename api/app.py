@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings, run_worker=worker, run_projector=settings.projector_enabled) as services:
             services.extras["seen_users"] = SeenUsers(services.users)
+            services.catalogue.start_loading()  # matchmaking's view, read before the first player asks
             app.state.services = services
             log.info("api.started", env=settings.env, worker=worker, milvus=settings.resolved_milvus_uri,
                      mongodb="configured" if settings.mongodb_uri else "embedded")

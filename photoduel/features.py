@@ -99,6 +99,7 @@ async def stop_features(services: Services) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await services.feed.stop()
+    await services.catalogue.stop()
     await stop_notifications(services)
 
 

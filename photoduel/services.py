@@ -188,7 +188,7 @@ async def open_services(
                 result_wait_seconds=settings.vote_result_wait_seconds, on_vote=projector.offer,
             ),
             promotion=Promotion(db, Eligibility(min_votes=settings.featured_min_votes,
-                                                max_sigma=settings.featured_max_sigma)),
+                                                max_sigma=settings.featured_max_sigma), catalogue=catalogue),
             gallery=gallery, faces=Faces(),
             recognizer=CelebrityRecognizer(gallery, models, max_distance=settings.celebrity_max_distance),
         )

@@ -124,36 +124,40 @@ class JobQueue:
     ) -> list[Job]:
         """Take up to `limit` runnable jobs: queued and due, or leased by a worker whose lease ran out.
 
-        Three round trips for any batch size, not one per job: read the oldest runnable ids, claim them
-        in one conditional update (a job another worker claimed in between no longer matches, so no job
+        A few round trips for any batch size, not one per job: read the oldest runnable ids, claim them
+        with conditional updates (a job another worker claimed in between no longer matches, so no job
         is ever leased twice), read back what this lease token got. Jobs lost to a racing worker are
         replaced from the next candidates, a couple of times at most.
         """
         jobs: list[Job] = []
         for _ in range(3):
             now = utcnow()
-            runnable = {
-                "kind": {"$in": list(kinds)},
-                "$or": [
-                    {"state": QUEUED, "run_at": {"$lte": now}},
-                    {"state": LEASED, "lease_expires": {"$lt": now}},
-                ],
-            }
-            candidates = [d["_id"] for d in await self._jobs.find(runnable, {"_id": 1})
-                          .sort("run_at", 1).limit(limit - len(jobs)).to_list(None)]
-            if not candidates:
+            # Two queries, each on its own index, rather than one `$or`: the embedded server answers an
+            # `$or` by scanning the whole collection, and done jobs stay in it.
+            kinds_in = {"$in": list(kinds)}
+            runnable = [{"kind": kinds_in, "state": QUEUED, "run_at": {"$lte": now}},
+                        {"kind": kinds_in, "state": LEASED, "lease_expires": {"$lt": now}}]
+            found = [(query, d["_id"], d["run_at"]) for query in runnable
+                     for d in await self._jobs.find(query, {"_id": 1, "run_at": 1}).sort("run_at", 1)
+                     .limit(limit - len(jobs)).to_list(None)]
+            found = sorted(found, key=lambda f: f[2])[: limit - len(jobs)]
+            if not found:
                 break
+            candidates = [job_id for _, job_id, _ in found]
             token = secrets.token_hex(8)
-            await self._jobs.update_many(
-                {**runnable, "_id": {"$in": candidates}},
-                {
-                    "$set": {
-                        "state": LEASED, "lease_owner": worker_id, "lease_token": token,
-                        "lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now,
-                    },
-                    "$inc": {"attempts": 1},
-                },
-            )
+            for query in runnable:
+                ids = [job_id for q, job_id, _ in found if q is query]
+                if ids:
+                    await self._jobs.update_many(
+                        {**query, "_id": {"$in": ids}},
+                        {
+                            "$set": {
+                                "state": LEASED, "lease_owner": worker_id, "lease_token": token,
+                                "lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now,
+                            },
+                            "$inc": {"attempts": 1},
+                        },
+                    )
             claimed = await self._jobs.find(
                 {"_id": {"$in": candidates}, "lease_owner": worker_id, "lease_token": token}
             ).sort("run_at", 1).to_list(None)

@@ -94,7 +94,9 @@ class PhotoRepository(Repository):
         one wrote it already (a repeat after a crash changes nothing). One round trip."""
         if not ratings:
             return 0
-        ops = [UpdateOne({"_id": pid, "$or": [{"rating_seq": {"$lt": seq}}, {"rating_seq": {"$exists": False}}]},
+        # `$not: {$gte}` also matches a photo without rating_seq; an `$or` would make the embedded server
+        # scan the collection for every update (150 ms at 20,000 photos against 0.5 ms)
+        ops = [UpdateOne({"_id": pid, "rating_seq": {"$not": {"$gte": seq}}},
                          {"$set": {"rating": fields, "rating_seq": seq}}) for pid, fields in ratings.items()]
         # journaled: the next batch is computed from these ratings, so a crash must not roll them back
         result = await journaled(self.collection).bulk_write(ops, ordered=False)

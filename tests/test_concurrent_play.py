@@ -36,6 +36,9 @@ PLAYERS = 32
 BURST_SECONDS = 20.0
 # Every request answers within the database deadline plus the vote's result wait and a margin.
 ANSWER_BOUND_SECONDS = 15.0
+# Clients drop idle connections before uvicorn does (its keep-alive is 5 s): otherwise a request sent on
+# a connection the server is closing at that instant fails with a read error, as with any HTTP server.
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ async def _post(http: httpx.AsyncClient, tally: Tally, query: str, variables: di
 async def _player(base_url: str, name: str, deadline: float, tally: Tally, seed: int) -> None:
     rng = random.Random(seed)
     headers = auth_header(name)
-    async with httpx.AsyncClient(base_url=base_url, timeout=ANSWER_BOUND_SECONDS + 15) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=ANSWER_BOUND_SECONDS + 15, limits=CLIENT_LIMITS) as http:
         while time.monotonic() < deadline:
             duel = (await _post(http, tally, NEXT, {}, headers)).get("data", {}).get("nextDuel")
             if duel is None:
@@ -136,7 +139,7 @@ async def _player(base_url: str, name: str, deadline: float, tally: Tally, seed:
 async def _uploader(base_url: str, deadline: float, tally: Tally) -> list[str]:
     """New photos arriving during the game: ingest and the faces job run beside the players."""
     ids = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=CLIENT_LIMITS) as http:
         seed = 2000
         while time.monotonic() < deadline - 4:
             files = {"0": ("photo.jpg", jpeg_bytes(generated_photo(seed)), "image/jpeg")}
@@ -176,7 +179,7 @@ def test_many_players_at_once_with_ingest_and_chores_lose_and_double_nothing(
 
     ids = [vote_id(server, d) for d in tally.accepted]
 
-    async def check() -> tuple[int, int, int, int, dict[str, Any] | None]:
+    async def check() -> tuple[int, int, int, int, dict[str, Any] | None, int]:
         db = server.services.db
         await settled(server)
         logged = await db.votes.count_documents({"_id": {"$in": ids}, "choice": {"$ne": "SKIP"}})
@@ -185,13 +188,16 @@ def test_many_players_at_once_with_ingest_and_chores_lose_and_double_nothing(
                    if not e.get("gone")]
         counted = sum([d["rating"]["votes"] async for d in db.photos.find({"rating": {"$exists": True}},
                                                                           {"rating.votes": 1})])
-        return logged, applied, len(entries), counted, await db.rating_params.find_one({"_id": "celebrity_offset"})
+        fame = await db.rating_params.find_one({"_id": "celebrity_offset"})
+        featured = await db.photos.count_documents({"featured_at": {"$exists": True}})
+        return logged, applied, len(entries), counted, fame, featured
 
-    logged, applied, entries, counted, fame = server.run(check(), timeout=120)
+    logged, applied, entries, counted, fame, featured = server.run(check(), timeout=120)
     assert logged == len(ids), "an acknowledged vote is missing from the log"
     assert applied == len(ids), f"{applied} applications of {len(ids)} acknowledged votes"
     assert counted == 2 * entries  # every applied vote counted once on each of its two photos
     assert fame is not None and fame.get("counted_seq", 0) > 0, "the fame re-fit chore ran during the game"
+    assert featured >= 1, "the featured announcer ran during the game"
 
     check_cmd = subprocess.run([sys.executable, "-m", "photoduel.cli", "ratings", "rebuild", "--check"],
                                env={**settings_env(server.settings), "PHOTODUEL_LOG_LEVEL": "WARNING"},

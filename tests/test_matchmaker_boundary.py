@@ -112,3 +112,28 @@ def test_the_cut_ranks_interpolate_like_numpy(count: int) -> None:
     lower, upper, weight = featured_cut_ranks(count)
     assert 0 <= lower <= upper < count and 0 <= weight < 1
     assert values[lower] + weight * (values[upper] - values[lower]) == pytest.approx(featured_boundary_array(values))
+
+
+async def test_the_featured_sets_from_the_catalogue_are_the_ones_the_database_gives(db: Any) -> None:
+    """The announcer reads featured sets from the in-memory catalogue; they must be the database's: per
+    category the top tenth (at least one) of the settled photos, best conservative skill first."""
+    from gaming.duels.catalogue import DuelCatalogue
+    from gaming.duels.promotion import Eligibility, Promotion
+
+    rng = random.Random(11)
+    docs = []
+    for category, size in (("one", 1), ("few", 7), ("many", 143)):
+        for _ in range(size):
+            rating = Rating(rng.uniform(10, 40), rng.choice([1.0, 2.0, 2.9, 3.5]))
+            docs.append({"status": "READY", "category": category, "owner": "o",
+                         "rating": rating_fields(rating, ENV, {"votes": rng.choice([0, 5, 10, 30])})})
+    docs.append({"status": "PROCESSING", "category": "many", "owner": "o",
+                 "rating": rating_fields(Rating(60.0, 1.0), ENV, {"votes": 50})})  # best, but not READY
+    await db.photos.insert_many(docs)
+    rules = Eligibility(min_votes=10, max_sigma=3.0)
+    catalogue = DuelCatalogue(db.photos, ENV)
+    from_db = await Promotion(db, rules).featured_sets()
+    from_memory = await Promotion(db, rules, catalogue=catalogue).featured_sets()
+    assert {c: [d["_id"] for d in ds] for c, ds in from_memory.items()} == \
+        {c: [d["_id"] for d in ds] for c, ds in from_db.items()}
+    assert len(from_db["many"]) >= 2  # the comparison covers a set of several, ordered

@@ -46,10 +46,15 @@ def wait_applied(server: LiveServer, vote_ids: Iterable[ObjectId], timeout: floa
 
 
 async def settled(server: LiveServer) -> None:
-    """Until the projector has nothing left to apply (no vote newer than its last batch)."""
+    """Until the projector has applied every vote in the log (and written its last batch's ratings)."""
+    db = server.services.db
     while True:
-        last = await server.services.db.rating_batches.find_one({}, sort=[("_id", -1)])
-        newest = await server.services.db.votes.find_one({"choice": {"$ne": "SKIP"}}, sort=[("created_at", -1)])
-        if newest is None or (last is not None and last["max_created_at"] >= newest["created_at"]):
-            return
+        logged = await db.votes.count_documents({"choice": {"$ne": "SKIP"}})
+        applied = [e["vote"] async for b in db.rating_batches.find({}, {"entries.vote": 1}) for e in b["entries"]]
+        if len(applied) >= logged:
+            break
+        await asyncio.sleep(0.05)
+    last = await db.rating_batches.find_one({}, sort=[("_id", -1)])
+    while last is not None and await db.photos.count_documents(
+            {"_id": {"$in": [r["id"] for r in last["ratings"]]}, "rating_seq": {"$not": {"$gte": last["_id"]}}}):
         await asyncio.sleep(0.05)

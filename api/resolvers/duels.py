@@ -22,7 +22,10 @@ class _DuelApiError(ApiError):
 
 async def next_duel(info: Info, category: str | None = None) -> Duel | None:
     player = info.context.require_user()
-    picked = await info.context.services.duels.next_duel(player, category.strip().lower() if category else None)
+    try:
+        picked = await info.context.services.duels.next_duel(player, category.strip().lower() if category else None)
+    except DuelError as exc:
+        raise _DuelApiError(exc) from None
     if picked is None:
         return None
     return Duel(id=strawberry.ID(picked.id), left=Photo.from_doc(picked.left, blind=True),

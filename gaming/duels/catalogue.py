@@ -20,6 +20,7 @@ path checks them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -42,14 +43,21 @@ NEW_PHOTO_GRACE = timedelta(seconds=30)  # a READY write may land a little after
 CUT_TTL_SECONDS = 1.0
 
 
+class CatalogueLoading(RuntimeError):
+    """The catalogue is not loaded yet; the request may be retried in a few seconds."""
+
+
 class DuelCatalogue:
     def __init__(self, photos: AsyncCollection[dict[str, Any]], env: RatingEnv, *,
-                 top_fraction: float = 0.10, reload_seconds: float = 300.0, new_photos_seconds: float = 2.0) -> None:
+                 top_fraction: float = 0.10, reload_seconds: float = 300.0, new_photos_seconds: float = 2.0,
+                 first_load_wait: float = 5.0) -> None:
         self.photos = photos
         self.env = env
         self.top_fraction = top_fraction
         self.reload_seconds = reload_seconds
         self.new_photos_seconds = new_photos_seconds
+        self.first_load_wait = first_load_wait
+        self._first_load: asyncio.Task[None] | None = None
         self._load_lock = asyncio.Lock()
         self._loaded_at: float | None = None
         self._polled_at = 0.0
@@ -138,14 +146,34 @@ class DuelCatalogue:
 
     # --- loading ------------------------------------------------------------------------------------
 
+    def start_loading(self) -> None:
+        """Begin the first load now (at process start), so the first players do not wait for it."""
+        if self._first_load is None:
+            self._first_load = asyncio.create_task(self._reload_in_background(), name="catalogue-load")
+
+    async def stop(self) -> None:
+        for task in (self._first_load, self._reloading):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
     async def ensure_fresh(self) -> None:
         """Load on first use; after that, reload in the background every `reload_seconds` (requests go
-        on with the view they have) and pick up new photos every few seconds."""
+        on with the view they have) and pick up new photos every few seconds. While the first load runs
+        (seconds at 100,000 photos on the embedded server), a request waits `first_load_wait` at most,
+        then gets CatalogueLoading: the client retries, rather than every request piling up behind it."""
         now = time.monotonic()
         if self._loaded_at is None:
-            async with self._load_lock:
-                if self._loaded_at is None:
-                    await self.reload()
+            self.start_loading()
+            assert self._first_load is not None
+            try:
+                await asyncio.wait_for(asyncio.shield(self._first_load), self.first_load_wait)
+            except TimeoutError:
+                raise CatalogueLoading("matchmaking is still loading its catalogue: retry in a few seconds") from None
+            if self._loaded_at is None:  # the load failed (and was logged): the next request starts another
+                self._first_load = None
+                raise CatalogueLoading("matchmaking could not load its catalogue: retry in a few seconds")
             return
         if now - self._loaded_at > self.reload_seconds and not self._load_lock.locked():
             self._reloading = asyncio.create_task(self._reload_in_background(), name="catalogue-reload")
@@ -158,9 +186,10 @@ class DuelCatalogue:
         async with self._load_lock:
             try:
                 await self.reload()
-            except Exception:  # the view in hand stays; the next request tries again
+            except Exception:  # the view in hand stays; a later request tries again
                 log.exception("catalogue.reload_failed")
-                self._loaded_at = time.monotonic() - self.reload_seconds + self.new_photos_seconds
+                if self._loaded_at is not None:
+                    self._loaded_at = time.monotonic() - self.reload_seconds + self.new_photos_seconds
 
     async def reload(self) -> None:
         started = datetime.now(UTC)
@@ -223,6 +252,20 @@ class DuelCatalogue:
         value = featured_boundary_array(self.mu[members], self.top_fraction) if len(members) else self.env.mu
         self._cuts[category] = (float(value), time.monotonic())
         return float(value)
+
+    def featured(self, *, min_votes: int, max_sigma: float) -> dict[str | None, list[ObjectId]]:
+        """Per category, the featured set: the top fraction (at least one) of the photos settled enough to
+        promote, best conservative skill first. The announcer reads it here: on the embedded server the
+        same from the database is a scan of every photo per category."""
+        n = self.size
+        settled = self.live[:n] & (self.votes[:n] >= min_votes) & (self.sigma[:n] <= max_sigma)
+        conservative = self.mu[:n] - self.env.k * self.sigma[:n]
+        sets: dict[str | None, list[ObjectId]] = {}
+        for code in np.unique(self.category[:n][settled]):
+            members = np.flatnonzero(settled & (self.category[:n] == code))
+            best = self.top(members, conservative, max(1, int(len(members) * self.top_fraction)))
+            sets[self.name(int(code))[1]] = [self.ids[i] for i in best]
+        return sets
 
     def top(self, members: np.ndarray, key: np.ndarray, count: int) -> np.ndarray:
         """The `count` members with the largest key, best first."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from gaming.duels.catalogue import DuelCatalogue
 from storage.photos import BEST, READY, Page, PhotoRepository
 
 
@@ -44,9 +45,11 @@ def eligible_query(rules: Eligibility, category: str | None = None, period: Peri
 
 
 class Promotion:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], rules: Eligibility) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], rules: Eligibility,
+                 catalogue: DuelCatalogue | None = None) -> None:
         self.photos = PhotoRepository(db)
         self.rules = rules
+        self.catalogue = catalogue  # when given, featured sets come from it rather than from scans
 
     async def leaderboard(self, category: str | None, period: Period, *, first: int, after: str | None) -> Page:
         return await self.photos.page(eligible_query(self.rules, category, period), BEST, first=first, after=after)
@@ -56,6 +59,12 @@ class Promotion:
 
     async def featured_sets(self) -> dict[str | None, list[dict[str, Any]]]:
         """The featured photos of every category: the top fraction of its eligible photos."""
+        if self.catalogue is not None:
+            await self.catalogue.ensure_fresh()
+            chosen = self.catalogue.featured(min_votes=self.rules.min_votes, max_sigma=self.rules.max_sigma)
+            docs = {d["_id"]: d for d in await self.photos.get_many([i for ids in chosen.values() for i in ids])
+                    if d is not None}
+            return {category: [docs[i] for i in ids if i in docs] for category, ids in chosen.items()}
         sets: dict[str | None, list[dict[str, Any]]] = {}
         categories = await self.photos.collection.distinct("category", eligible_query(self.rules))
         for category in categories:

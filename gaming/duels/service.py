@@ -27,6 +27,7 @@ import structlog
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from gaming.duels.catalogue import CatalogueLoading
 from gaming.duels.feed import RatingFeed
 from gaming.duels.matchmaker import Matchmaker
 from gaming.duels.tickets import InvalidTicket, Ticket, TicketSigner
@@ -56,6 +57,10 @@ class DuelAlreadyAnswered(DuelError):
 
 class DuelExpired(DuelError):
     code = "DUEL_EXPIRED"
+
+
+class DuelsUnavailable(DuelError):
+    code = "UNAVAILABLE"
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,10 @@ class DuelService:
 
     async def next_duel(self, player: str, category: str | None) -> IssuedDuel | None:
         """A signed ticket and its two photos, or None when no pair is possible for this player."""
-        pairing = await self.matchmaker.pick(player, category)
+        try:
+            pairing = await self.matchmaker.pick(player, category)
+        except CatalogueLoading as exc:
+            raise DuelsUnavailable(str(exc)) from None
         if pairing is None:
             return None
         anchor_left = self.rng.random() < 0.5
