@@ -596,10 +596,11 @@ def warm_up(url: str, seconds: float) -> float | None:
     at 100,000 photos on the embedded server, UNAVAILABLE meanwhile); the time it took, None if never."""
     started = time.perf_counter()
     query = {"query": "{ nextDuel { id } }"}
+    headers = {"Authorization": f"Bearer {mint_token('warm-up')}"}
     with httpx.Client(base_url=url, timeout=30) as client:
         while time.perf_counter() - started < seconds:
             try:
-                body = client.post("/graphql", json=query, headers={"Authorization": f"Bearer {mint_token('warm-up')}"}).json()
+                body = client.post("/graphql", json=query, headers=headers).json()
                 if (body.get("data") or {}).get("nextDuel"):
                     return round(time.perf_counter() - started, 1)
             except httpx.HTTPError:
