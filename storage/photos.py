@@ -29,6 +29,8 @@ from storage.base import Doc, Repository, journaled
 from storage.pagination import SortKey, after_filter, decode_cursor, encode_cursor
 
 PROCESSING, READY, FAILED = "PROCESSING", "READY", "FAILED"
+# Documents per round trip for whole-collection reads: each round trip has its own deadline.
+SCAN_BATCH = 5000
 
 NEWEST = SortKey((("created_at", -1), ("_id", -1)))
 OLDEST = SortKey((("created_at", 1), ("_id", 1)))
@@ -104,11 +106,11 @@ class PhotoRepository(Repository):
 
     async def priors(self) -> dict[ObjectId, float | None]:
         """Every rated photo's model quality score: where a replay of the vote log starts."""
-        cursor = self.collection.find({"rating": {"$exists": True}}, {"quality.score": 1})
+        cursor = self.collection.find({"rating": {"$exists": True}}, {"quality.score": 1}, batch_size=SCAN_BATCH)
         return {d["_id"]: (d.get("quality") or {}).get("score") async for d in cursor}
 
     async def stored_ratings(self) -> dict[ObjectId, Doc]:
-        cursor = self.collection.find({"rating": {"$exists": True}}, {"rating": 1})
+        cursor = self.collection.find({"rating": {"$exists": True}}, {"rating": 1}, batch_size=SCAN_BATCH)
         return {d["_id"]: d["rating"] async for d in cursor}
 
     async def overwrite_rating(self, photo_id: ObjectId, fields: Doc, seq: int) -> bool:

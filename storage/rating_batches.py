@@ -53,5 +53,6 @@ class RatingBatchRepository(Repository):
         return next((e for e in batch["entries"] if e["vote"] == vote_id), None)
 
     async def in_order(self, fields: dict[str, Any] | None = None) -> AsyncIterator[Doc]:
-        async for batch in self.collection.find({}, fields).sort("_id", 1):
+        # a few batch records per round trip: a cursor's deadline is per round trip, and they are large
+        async for batch in self.collection.find({}, fields, batch_size=16).sort("_id", 1):
             yield batch

@@ -41,6 +41,7 @@ READY = "READY"
 FIELDS = {"category": 1, "owner": 1, "duplicate_of": 1, "rating": 1, "ready_at": 1}
 NEW_PHOTO_GRACE = timedelta(seconds=30)  # a READY write may land a little after its ready_at stamp
 CUT_TTL_SECONDS = 1.0
+SCAN_BATCH = 2000
 
 
 class CatalogueLoading(RuntimeError):
@@ -196,7 +197,9 @@ class DuelCatalogue:
         fresh = DuelCatalogue(self.photos, self.env, top_fraction=self.top_fraction)
         self._seen_while_loading = []
         try:
-            async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS):
+            # small batches: a cursor's deadline is per batch, and one 16 MB batch can outlast it
+            async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS,
+                                              batch_size=SCAN_BATCH):
                 fresh.add(doc)
             for batch in self._seen_while_loading:
                 fresh.apply_batch(batch)
