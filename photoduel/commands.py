@@ -11,6 +11,7 @@ import structlog
 from tqdm import tqdm
 
 from photoduel.settings import Settings
+from storage.mongo import long_work
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,8 @@ async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]
 
     async with open_services(settings, run_worker=False, load_model=False, open_vectors=False) as services:
         replayed = await services.projector.replay()
-        stored = await services.photos.stored_ratings()
+        with long_work():
+            stored = await services.photos.stored_ratings()
         differing = sum(1 for photo_id, fields in replayed.items() if stored.get(photo_id, fields) != fields)
         written = 0 if check else await services.projector.rebuild()
         return differing, written

@@ -29,6 +29,15 @@ from storage.blobs import BUCKET
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # An index build over a large existing collection at start; the server aborts it at this deadline.
 INDEX_BUILD_TIMEOUT_SECONDS = 3600.0
+# Background work over a whole collection (the matchmaking catalogue's load, a replay of the vote log,
+# start-up fixes): no request waits for it, and under the request deadline it would fail at scale and
+# be started again while the server still works on the abandoned one.
+LONG_WORK_TIMEOUT_SECONDS = 900.0
+
+
+def long_work() -> Any:
+    """The deadline for background work over a whole collection (a context manager)."""
+    return pymongo.timeout(LONG_WORK_TIMEOUT_SECONDS)
 
 
 def create_client(uri: str, *, app_name: str = "photoduel",

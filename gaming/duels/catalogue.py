@@ -34,6 +34,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from gaming.duels.records import rating_from_fields
 from gaming.matchmaking import RatedPhoto, featured_boundary_array
 from gaming.ratings import RatingEnv
+from storage.mongo import long_work
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,7 @@ FIELDS = {"category": 1, "owner": 1, "duplicate_of": 1, "rating": 1, "ready_at":
 NEW_PHOTO_GRACE = timedelta(seconds=30)  # a READY write may land a little after its ready_at stamp
 CUT_TTL_SECONDS = 1.0
 SCAN_BATCH = 2000
+LOAD_RETRY_SECONDS = 10.0  # after a failed load: not at once, the server may still be busy with it
 
 
 class CatalogueLoading(RuntimeError):
@@ -59,6 +61,7 @@ class DuelCatalogue:
         self.new_photos_seconds = new_photos_seconds
         self.first_load_wait = first_load_wait
         self._first_load: asyncio.Task[None] | None = None
+        self._failed_at = 0.0
         self._load_lock = asyncio.Lock()
         self._loaded_at: float | None = None
         self._polled_at = 0.0
@@ -172,8 +175,9 @@ class DuelCatalogue:
                 await asyncio.wait_for(asyncio.shield(self._first_load), self.first_load_wait)
             except TimeoutError:
                 raise CatalogueLoading("matchmaking is still loading its catalogue: retry in a few seconds") from None
-            if self._loaded_at is None:  # the load failed (and was logged): the next request starts another
-                self._first_load = None
+            if self._loaded_at is None:  # the load failed (and was logged): a request after a pause retries
+                if time.monotonic() - self._failed_at > LOAD_RETRY_SECONDS:
+                    self._first_load = None
                 raise CatalogueLoading("matchmaking could not load its catalogue: retry in a few seconds")
             return
         if now - self._loaded_at > self.reload_seconds and not self._load_lock.locked():
@@ -189,6 +193,7 @@ class DuelCatalogue:
                 await self.reload()
             except Exception:  # the view in hand stays; a later request tries again
                 log.exception("catalogue.reload_failed")
+                self._failed_at = time.monotonic()
                 if self._loaded_at is not None:
                     self._loaded_at = time.monotonic() - self.reload_seconds + self.new_photos_seconds
 
@@ -197,10 +202,10 @@ class DuelCatalogue:
         fresh = DuelCatalogue(self.photos, self.env, top_fraction=self.top_fraction)
         self._seen_while_loading = []
         try:
-            # small batches: a cursor's deadline is per batch, and one 16 MB batch can outlast it
-            async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS,
-                                              batch_size=SCAN_BATCH):
-                fresh.add(doc)
+            with long_work():
+                async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS,
+                                                  batch_size=SCAN_BATCH):
+                    fresh.add(doc)
             for batch in self._seen_while_loading:
                 fresh.apply_batch(batch)
         finally:

@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError
 
 from gaming.celebrity import CelebrityOffset, fit_celebrity_offset
 from gaming.ratings import DuelAdjustment, Outcome, RatingEnv
+from storage.mongo import long_work
 from storage.rating_batches import RatingBatchRepository
 
 log = structlog.get_logger(__name__)
@@ -78,12 +79,13 @@ class FameOffset:
         relevant = await self._count_new(doc)
         if relevant is None or relevant - int(doc.get("relevant_votes", 0)) < min_new_votes:
             return None
-        rows = [
-            (str(e["left"]), str(e["right"]), Outcome(e["choice"]), bool(e["left_celebrity"]),
-             bool(e["right_celebrity"]))
-            async for b in self.batches.in_order({"entries": 1}) for e in b["entries"]
-            if not e.get("gone") and e["choice"] != Outcome.DRAW.value
-        ]
+        with long_work():
+            rows = [
+                (str(e["left"]), str(e["right"]), Outcome(e["choice"]), bool(e["left_celebrity"]),
+                 bool(e["right_celebrity"]))
+                async for b in self.batches.in_order({"entries": 1}) for e in b["entries"]
+                if not e.get("gone") and e["choice"] != Outcome.DRAW.value
+            ]
         offset = await asyncio.to_thread(fit_celebrity_offset, rows, self.env)
         await self.params.update_one(
             {"_id": PARAMS_ID},

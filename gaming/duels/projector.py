@@ -36,6 +36,7 @@ from gaming.duels.legacy import migrate_legacy_votes
 from gaming.duels.records import initial_rating_fields, rating_fields, rating_from_fields
 from gaming.ratings import DuelAdjustment, Outcome, Rating, RatingEnv, rate_duel
 from storage.leases import Lease
+from storage.mongo import long_work
 from storage.photos import PhotoRepository
 from storage.rating_batches import RatingBatchRepository
 from storage.votes import VoteRepository
@@ -152,8 +153,9 @@ class RatingProjector:
         last = await self.batches.last()
         if last is None:
             try:
-                migrated = await migrate_legacy_votes(self.votes, self.batches, self.photos, self.env, self.rate,
-                                                      batch_size=self.batch_size)
+                with long_work():
+                    migrated = await migrate_legacy_votes(self.votes, self.batches, self.photos, self.env, self.rate,
+                                                          batch_size=self.batch_size)
             except DuplicateKeyError:
                 raise LostLease("another projector is migrating the legacy votes") from None
             if migrated:
@@ -296,15 +298,18 @@ class RatingProjector:
     async def replay(self) -> dict[ObjectId, dict[str, Any]]:
         """The ratings the log implies: each photo's prior from its stored quality, then every batch in
         order with the flags and parameters recorded in it. Pure reading."""
-        ratings = {pid: initial_rating_fields(q, self.env) for pid, q in (await self.photos.priors()).items()}
-        async for batch in self.batches.in_order({"entries": 1, "adjustment": 1}):
-            for entry in batch["entries"]:
-                left, right = ratings.get(entry.get("left")), ratings.get(entry.get("right"))
-                if entry.get("gone") or left is None or right is None:
-                    continue
-                ratings[entry["left"]], ratings[entry["right"]] = self.rate(
-                    left, right, entry["choice"], entry["left_celebrity"], entry["right_celebrity"],
-                    batch.get("adjustment"))
+        fields = {f"entries.{name}": 1 for name in ("left", "right", "choice", "left_celebrity", "right_celebrity",
+                                                    "gone")}
+        with long_work():
+            ratings = {pid: initial_rating_fields(q, self.env) for pid, q in (await self.photos.priors()).items()}
+            async for batch in self.batches.in_order({**fields, "adjustment": 1}):
+                for entry in batch["entries"]:
+                    left, right = ratings.get(entry.get("left")), ratings.get(entry.get("right"))
+                    if entry.get("gone") or left is None or right is None:
+                        continue
+                    ratings[entry["left"]], ratings[entry["right"]] = self.rate(
+                        left, right, entry["choice"], entry["left_celebrity"], entry["right_celebrity"],
+                        batch.get("adjustment"))
         return ratings
 
     async def rebuild(self) -> int:

@@ -41,6 +41,7 @@ from notifications.outbox import Outbox, announce_suggestions_ready
 from storage.base import parse_object_id
 from storage.blobs import BlobNotFound, BlobStore
 from storage.jobs import Defer, Done, Job, Outcome, Retry
+from storage.mongo import long_work
 from storage.photos import FAILED, PROCESSING, READY, PhotoRepository, now
 from storage.vectors import ScalarField, VectorIndex, collection_name
 
@@ -89,7 +90,8 @@ async def flag_short_lists(db: AsyncDatabase[dict[str, Any]], k: int) -> int:
     query: dict[str, Any] = {"status": READY}
     if flagged_for is not None and flagged_for.get("k") == k:
         query["neighbours_short"] = {"$exists": False}
-    result = await db["photos"].update_many(query, [short_flag_stage(k)])
+    with long_work():  # at start, over every READY photo the first time
+        result = await db["photos"].update_many(query, [short_flag_stage(k)])
     await params.update_one({"_id": NEIGHBOUR_LISTS}, {"$set": {"k": k}}, upsert=True)
     if result.modified_count:
         log.info("ingest.short_flags_set", photos=result.modified_count, k=k,
