@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,9 +42,23 @@ log = structlog.get_logger(__name__)
 READY = "READY"
 FIELDS = {"category": 1, "owner": 1, "duplicate_of": 1, "rating": 1, "ready_at": 1}
 NEW_PHOTO_GRACE = timedelta(seconds=30)  # a READY write may land a little after its ready_at stamp
-CUT_TTL_SECONDS = 1.0
+VIEW_TTL_SECONDS = 1.0
+VIEW_DEPTH = 200  # entries kept per sorted read: enough after the player's own photos are taken out
 SCAN_BATCH = 2000
 LOAD_RETRY_SECONDS = 10.0  # after a failed load: not at once, the server may still be busy with it
+
+
+@dataclass(frozen=True)
+class CategoryView:
+    """A category's sorted reads at one moment: indexes into the catalogue's arrays."""
+
+    members: np.ndarray
+    cut: float
+    most_uncertain: np.ndarray
+    least_voted: np.ndarray
+    near_above: np.ndarray  # nearest the cut first, at or above it
+    near_below: np.ndarray  # nearest the cut first, below it
+    at: float
 
 
 class CatalogueLoading(RuntimeError):
@@ -66,7 +81,7 @@ class DuelCatalogue:
         self._loaded_at: float | None = None
         self._polled_at = 0.0
         self._new_since: datetime | None = None
-        self._cuts: dict[str | None, tuple[float, float]] = {}
+        self._views: dict[str | None, CategoryView] = {}
         self._reloading: asyncio.Task[None] | None = None  # kept: a task nobody holds may be collected
         self._seen_while_loading: list[Mapping[str, Any]] | None = None
         self._reset()
@@ -212,7 +227,7 @@ class DuelCatalogue:
             self._seen_while_loading = None
         for field in ("ids", "index", "mu", "sigma", "votes", "category", "owner", "root", "live", "_codes", "_names"):
             setattr(self, field, getattr(fresh, field))
-        self._cuts.clear()
+        self._views.clear()
         self._loaded_at = self._polled_at = time.monotonic()
         self._new_since = started - NEW_PHOTO_GRACE
         log.info("catalogue.loaded", photos=self.size)
@@ -250,16 +265,40 @@ class DuelCatalogue:
     def owner_of(self, i: int) -> str:
         return str(self.name(int(self.owner[i]))[1])
 
-    def cut(self, category: str | None) -> float:
-        """The featured cut's skill in a category (the simulation's `featured_boundary_array`), kept a
-        second: it moves slowly with votes."""
-        cached = self._cuts.get(category)
-        if cached is not None and time.monotonic() - cached[1] < CUT_TTL_SECONDS:
-            return cached[0]
+    def view(self, category: str | None) -> CategoryView:
+        """The sorted reads of one category (None: all), computed over the arrays once a second at most
+        (`VIEW_TTL_SECONDS`) and shared by every request meanwhile: per request the work is then a few
+        dozen entries, not the whole catalogue."""
+        cached = self._views.get(category)
+        if cached is not None and time.monotonic() - cached.at < VIEW_TTL_SECONDS:
+            return cached
         members = self.scope(category)
-        value = featured_boundary_array(self.mu[members], self.top_fraction) if len(members) else self.env.mu
-        self._cuts[category] = (float(value), time.monotonic())
-        return float(value)
+        cut = float(featured_boundary_array(self.mu[members], self.top_fraction)) if len(members) else self.env.mu
+        fresh = CategoryView(
+            members=members, cut=cut, most_uncertain=self.top(members, self.sigma, VIEW_DEPTH),
+            least_voted=self.top(members, -self.votes, VIEW_DEPTH),
+            near_above=self.top(members[self.mu[members] >= cut], -self.mu, VIEW_DEPTH // 2),
+            near_below=self.top(members[self.mu[members] < cut], self.mu, VIEW_DEPTH // 2), at=time.monotonic())
+        self._views[category] = fresh
+        return fresh
+
+    def cut(self, category: str | None) -> float:
+        """The featured cut's skill in a category (the simulation's `featured_boundary_array`)."""
+        return self.view(category).cut
+
+    def allowed(self, indexes: np.ndarray, *, category: str | None, owners: Iterable[str],
+                unlike: int | None = None) -> np.ndarray:
+        """Those of `indexes` that are live, in the category (None: any), of none of these owners, and
+        not `unlike` nor a near-duplicate of it (the same duplicate root)."""
+        indexes = np.asarray(indexes, dtype=np.int64)
+        keep = self.live[indexes].copy()
+        if category is not None:
+            keep &= self.category[indexes] == self.known_code(("category", category))
+        for owner in owners:
+            keep &= self.owner[indexes] != self.known_code(("owner", owner))
+        if unlike is not None:
+            keep &= (indexes != unlike) & (self.root[indexes] != self.root[unlike])
+        return indexes[keep]
 
     def featured(self, *, min_votes: int, max_sigma: float) -> dict[str | None, list[ObjectId]]:
         """Per category, the featured set: the top fraction (at least one) of the photos settled enough to
@@ -281,9 +320,3 @@ class DuelCatalogue:
             return members[np.argsort(-key[members], kind="stable")]
         part = members[np.argpartition(-key[members], count)[:count]]
         return part[np.argsort(-key[part], kind="stable")]
-
-    def nearest_cut(self, members: np.ndarray, boundary: float, per_side: int) -> np.ndarray:
-        """`per_side` members at or above the cut (nearest first), then `per_side` below it."""
-        mu = self.mu[members]
-        above, below = members[mu >= boundary], members[mu < boundary]
-        return np.concatenate([self.top(above, -self.mu, per_side), self.top(below, self.mu, per_side)])

@@ -19,7 +19,7 @@ import numpy as np
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from gaming.duels.catalogue import DuelCatalogue
+from gaming.duels.catalogue import CategoryView, DuelCatalogue
 from gaming.matchmaking import (
     DEFAULT_POLICY,
     RatedPhoto,
@@ -64,24 +64,15 @@ class Matchmaker:
         await self.catalogue.ensure_fresh()
         return self.catalogue.cut(category)
 
-    def _anchor_pool(self, members: np.ndarray, boundary: float) -> np.ndarray:
-        view = self.catalogue
+    def _anchor_pool(self, view: CategoryView, player: str) -> np.ndarray:
+        """The most uncertain photos, those nearest the featured cut (either side), the least voted."""
+        allowed = self.catalogue.allowed
         half = POOL_PER_SOURCE // 2
-        sources = [view.top(members, view.sigma, POOL_PER_SOURCE), view.nearest_cut(members, boundary, half),
-                   view.top(members, -view.votes, half)]
-        return np.unique(np.concatenate(sources)) if members.size else members
-
-    def _opponents(self, player: str, anchor: int, category: str | None) -> np.ndarray:
-        """Photos that may face this anchor: its category, neither the player's nor the anchor owner's,
-        not its near-duplicates (the same duplicate root)."""
-        view = self.catalogue
-        scope = view.scope(category or view.rated(anchor).category, excluding_owners=(player, view.owner_of(anchor)))
-        return scope[(scope != anchor) & (view.root[scope] != view.root[anchor])]
-
-    def _sample(self, members: np.ndarray, size: int) -> np.ndarray:
-        if len(members) <= size:
-            return members
-        return np.array(self.rng.sample(list(members), size))
+        sources = [allowed(view.most_uncertain, category=None, owners=(player,))[:POOL_PER_SOURCE],
+                   allowed(view.near_above, category=None, owners=(player,))[:half],
+                   allowed(view.near_below, category=None, owners=(player,))[:half],
+                   allowed(view.least_voted, category=None, owners=(player,))[:half]]
+        return np.unique(np.concatenate(sources))
 
     async def _unjudged(self, player: str, anchor_id: ObjectId, candidates: list[tuple[int, float]]
                         ) -> list[tuple[int, float]]:
@@ -91,68 +82,87 @@ class Matchmaker:
         judged = await self.votes.judged_pairs(player, list(keys.values()))
         return [(i, s) for i, s in candidates if keys[i] not in judged]
 
-    def _neighbours(self, anchor_doc: Mapping[str, Any], allowed: np.ndarray) -> list[tuple[int, float]]:
-        index, allowed_set = self.catalogue.index, set(allowed.tolist())
-        found = [(index.get(e["id"]), float(e["similarity"])) for e in anchor_doc.get("neighbours", [])]
-        return [(i, s) for i, s in found
-                if i is not None and i in allowed_set and s < self.near_duplicate_cosine]
-
     async def pick(self, player: str, category: str | None) -> Pairing | None:
-        view = self.catalogue
-        await view.ensure_fresh()
-        boundary = view.cut(category)
-        pool = self._anchor_pool(view.scope(category, excluding_owners=(player,)), boundary)
+        catalogue = self.catalogue
+        await catalogue.ensure_fresh()
+        view = catalogue.view(category)
+        pool = self._anchor_pool(view, player)
         for _ in range(MAX_ANCHOR_TRIES):
             if not len(pool):
                 return None
-            choice = choose_anchor([view.rated(int(i)) for i in pool], boundary, self.env, self.rng)
+            choice = choose_anchor([catalogue.rated(int(i)) for i in pool], view.cut, self.env, self.rng)
             if choice is None:
                 return None
-            anchor = view.index[ObjectId(choice.id)]
-            anchor_doc = await self.photos.get(view.ids[anchor])
+            anchor = catalogue.index[ObjectId(choice.id)]
+            anchor_doc = await self.photos.get(catalogue.ids[anchor])
             pool = pool[pool != anchor]
             if anchor_doc is None or anchor_doc.get("status") != READY:
-                view.remove(view.ids[anchor])
+                catalogue.remove(catalogue.ids[anchor])
                 continue
-            pairing = await self._pair(player, category, choice, anchor, anchor_doc, boundary)
+            pairing = await self._pair(player, category, choice, anchor, anchor_doc, view.cut)
             if pairing is not None:
                 return pairing
         return None
 
     async def _pair(self, player: str, category: str | None, choice: RatedPhoto, anchor: int,
                     anchor_doc: dict[str, Any], boundary: float) -> Pairing | None:
-        view = self.catalogue
-        allowed = self._opponents(player, anchor, category)
+        catalogue = self.catalogue
+        # outside the neighbour list, opponents come from the anchor's category
+        scope = catalogue.view(category if category is not None else choice.category)
+        owners = (player, catalogue.owner_of(anchor))
+
+        def allowed(indexes: np.ndarray | list[int], *, category: str | None = None) -> np.ndarray:
+            return catalogue.allowed(np.asarray(indexes, dtype=np.int64), category=category, owners=owners,
+                                     unlike=anchor)
+
         listed = listed_similarities(anchor_doc)
         placement = wants_calibration(choice, self.rng)
         at_cut = not placement and wants_boundary_duel(choice, boundary, self.env, self.rng)
-        if placement:
-            candidates = [(int(i), 1.0) for i in self._sample(allowed, PLACEMENT_CANDIDATES)]
+        if placement:  # random photos of the category: a few more drawn than needed, then filtered
+            drawn = self._sample(scope.members, 2 * PLACEMENT_CANDIDATES)
+            candidates = [(int(i), 1.0) for i in allowed(drawn)[:PLACEMENT_CANDIDATES]]
         elif at_cut:  # scored as placement candidates are (similarity 1.0): here the cut matters, not the look
-            near = view.nearest_cut(allowed, boundary, DEFAULT_POLICY.boundary_pool // 2)
+            half = DEFAULT_POLICY.boundary_pool // 2
+            near = np.concatenate([allowed(scope.near_above)[:half], allowed(scope.near_below)[:half]])
             candidates = [(int(i), 1.0) for i in near
-                          if listed.get(view.ids[int(i)], 0.0) < self.near_duplicate_cosine]
+                          if listed.get(catalogue.ids[int(i)], 0.0) < self.near_duplicate_cosine]
         else:
-            candidates = self._neighbours(anchor_doc, allowed)
+            candidates = self._neighbours(anchor_doc, allowed, category)
         candidates = await self._unjudged(player, anchor_doc["_id"], candidates)
         similarity: float | None = None
         opponent: int | None = None
         if candidates:
-            scored = {str(view.ids[i]): (i, s) for i, s in candidates}
-            chosen = choose_opponent(choice, [(view.rated(i), s) for i, s in candidates], boundary, self.env, self.rng)
+            scored = {str(catalogue.ids[i]): (i, s) for i, s in candidates}
+            chosen = choose_opponent(choice, [(catalogue.rated(i), s) for i, s in candidates], boundary,
+                                     self.env, self.rng)
             if chosen is not None:
                 opponent, similarity = scored[chosen.id]
                 if placement or at_cut:  # a neighbour pair only if the opponent is in the anchor's list
-                    similarity = listed.get(view.ids[opponent]) if at_cut else None
+                    similarity = listed.get(catalogue.ids[opponent]) if at_cut else None
         if opponent is None:  # the neighbourhood is used up or empty: a little-voted photo of the category
-            least = [(int(i), 1.0) for i in view.top(allowed, -view.votes, FALLBACK_CANDIDATES)]
+            least = [(int(i), 1.0) for i in allowed(scope.least_voted)[:FALLBACK_CANDIDATES]]
             self.rng.shuffle(least)
             unjudged = await self._unjudged(player, anchor_doc["_id"], least)
             if not unjudged:
                 return None
             opponent, similarity = unjudged[0][0], None
-        opponent_doc = await self.photos.get(view.ids[opponent])
+        opponent_doc = await self.photos.get(catalogue.ids[opponent])
         if opponent_doc is None or opponent_doc.get("status") != READY or "rating" not in opponent_doc:
-            view.remove(view.ids[opponent])
+            catalogue.remove(catalogue.ids[opponent])
             return None
         return Pairing(anchor=anchor_doc, opponent=opponent_doc, similarity=similarity)
+
+    def _neighbours(self, anchor_doc: Mapping[str, Any], allowed: Any, category: str | None
+                    ) -> list[tuple[int, float]]:
+        """The anchor's kept neighbours that may face it (any category unless one was asked for), never
+        one at near-duplicate similarity."""
+        index = self.catalogue.index
+        listed = [(index.get(e["id"]), float(e["similarity"])) for e in anchor_doc.get("neighbours", [])]
+        listed = [(i, s) for i, s in listed if i is not None and s < self.near_duplicate_cosine]
+        keep = set(allowed([i for i, _ in listed], category=category).tolist()) if listed else set()
+        return [(i, s) for i, s in listed if i in keep]
+
+    def _sample(self, members: np.ndarray, size: int) -> np.ndarray:
+        if len(members) <= size:
+            return members
+        return members[np.array(self.rng.sample(range(len(members)), size), dtype=np.int64)]
