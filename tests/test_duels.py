@@ -100,7 +100,10 @@ def test_vote_errors_each_have_their_code_and_change_nothing(
     first = graphql(client, VOTE, {"id": duel["id"], "c": "RIGHT"}, headers=player)["data"]["voteDuel"]
     assert first["accepted"] is True
     votes_before = server.run(server.services.db.votes.count_documents({"choice": {"$ne": "SKIP"}}))
+    server.run(settled(server))  # the first vote's photo writes land just after its answer
     left_before = photo_doc(server, duel["left"]["id"])["rating"]
+    assert left_before == first["left"]["rating"] | {k: left_before[k] for k in left_before if k not in
+                                                     first["left"]["rating"]}
 
     retried = graphql(client, VOTE, {"id": duel["id"], "c": "RIGHT"}, headers=player)["data"]["voteDuel"]
     assert retried["accepted"] is False  # the first result, not a second count

@@ -238,12 +238,13 @@ class RatingProjector:
             await self.batches.insert(batch)
         except DuplicateKeyError:
             raise LostLease(f"batch {batch['_id']} was written by another projector") from None
+        # The record holds every result: votes waiting for theirs are answered now, not after the photos.
+        self.feed.publish(batch)
         if self.after_record is not None:
             await self.after_record(batch)
         await self.photos.write_ratings(batch["_id"], {pid: current[pid] for pid in touched})
         self.seq = batch["_id"]
         self.applied.update((v["_id"], v["created_at"]) for v in votes)
-        self.feed.publish(batch)
 
     async def drain(self, *, settle: bool = False) -> int:
         """Apply everything pending now (needs the lease); `settle` as for `step`."""

@@ -175,15 +175,17 @@ class DuelService:
 
     async def _result(self, ticket: Ticket, *, accepted: bool,
                       waiting: asyncio.Future[dict[str, Any]] | None) -> VoteOutcome:
-        entry: dict[str, Any] | None = None
-        if waiting is not None:
+        async def result() -> dict[str, Any] | None:
+            if waiting is None:
+                return await self.batches.entry_for(ticket.nonce)
             try:
-                entry = await asyncio.wait_for(asyncio.shield(waiting), self.result_wait_seconds)
+                return await asyncio.wait_for(asyncio.shield(waiting), self.result_wait_seconds)
             except TimeoutError:
-                entry = None
-        else:
-            entry = await self.batches.entry_for(ticket.nonce)
-        left, right = await self.photos.get(ticket.left), await self.photos.get(ticket.right)
+                return None
+
+        # the photos are read while the projector works; their ratings are then replaced by the result
+        photos, entry = await asyncio.gather(self.photos.get_many([ticket.left, ticket.right]), result())
+        left, right = photos
         if left is None or right is None:
             raise DuelNotFound("a photo of this duel no longer exists")
         if entry is None or entry.get("gone"):
