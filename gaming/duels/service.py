@@ -148,7 +148,8 @@ class DuelService:
 
     async def vote(self, duel_id: str, player: str, choice: Outcome) -> VoteOutcome:
         ticket = self._ticket_for(duel_id, player)
-        existing = await self._existing(ticket)
+        # The common case, a first answer, costs one write and no read: a repeat shows as a duplicate key.
+        existing = await self._existing(ticket) if ticket.expired(now()) else None
         if existing is None:
             if ticket.expired(now()):
                 raise DuelExpired("this duel has expired: ask for the next one")
@@ -159,7 +160,7 @@ class DuelService:
                 self.on_vote(answer)
                 log.info("duel.voted", duel=str(ticket.nonce), choice=choice.value)
                 return await self._result(ticket, accepted=True, waiting=waiting)
-            except DuplicateKeyError:  # a concurrent answer to this pair won the race
+            except DuplicateKeyError:  # answered before (a retry, a skip, another ticket for the pair)
                 existing = await self._existing(ticket)
                 if existing is None:
                     raise
