@@ -41,9 +41,9 @@ class Settings(BaseSettings):
     # The deadline of every database call (PyMongo's client-side operation timeout): a stalled database
     # answers UNAVAILABLE in bounded time instead of hanging requests. Long work raises it locally.
     mongodb_timeout_seconds: float = Field(10.0, gt=0, le=600)
-    # Embedded server only: fsync its write-ahead log on every commit (`secantusd-py --sync-on-commit`).
-    # Per SecantusDB's docs: off, a commit survives a crash of the server process but not a machine
-    # failure (power loss); on costs 1-2 orders of magnitude on small inserts. Not measured here.
+    # Embedded server only: fsync its log on every commit (`secantusd-py --sync-on-commit`). Writes that
+    # acknowledge something to a client (votes, skips, uploads, the projector's) are flushed anyway
+    # (`j: true`); this adds every other write. See the README's "Durability of the embedded default".
     mongodb_sync_on_commit: bool = False
     # Embedded server only: seconds between SIGTERM and SIGKILL when it is stopped (it can deadlock
     # and then ignores SIGTERM); its guard process applies the same bound when this process dies.
