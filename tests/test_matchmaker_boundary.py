@@ -137,3 +137,23 @@ async def test_the_featured_sets_from_the_catalogue_are_the_ones_the_database_gi
     assert {c: [d["_id"] for d in ds] for c, ds in from_memory.items()} == \
         {c: [d["_id"] for d in ds] for c, ds in from_db.items()}
     assert len(from_db["many"]) >= 2  # the comparison covers a set of several, ordered
+
+
+async def test_a_catalogue_reload_keeps_every_photo_at_its_index(db: Any) -> None:
+    """Requests hold catalogue indexes across awaits; a reload must never make one point at another photo."""
+    from gaming.duels.catalogue import DuelCatalogue
+
+    first = [{"_id": ObjectId(), "status": "READY", "category": "c", "owner": f"o{i}",
+              "rating": rating_fields(Rating(20.0 + i, 3.0), ENV)} for i in range(5)]
+    await db.photos.insert_many(first)
+    catalogue = DuelCatalogue(db.photos, ENV)
+    await catalogue.reload()
+    before = dict(catalogue.index)
+    gone = first[0]["_id"]
+    await db.photos.update_one({"_id": gone}, {"$set": {"status": "HIDDEN"}})
+    await db.photos.insert_many([{"_id": ObjectId(), "status": "READY", "category": "c", "owner": "new",
+                                  "rating": rating_fields(Rating(30.0, 3.0), ENV)} for _ in range(3)])
+    await catalogue.reload()
+    assert all(catalogue.index[pid] == i for pid, i in before.items())
+    assert catalogue.size == 8 and not catalogue.live[before[gone]]
+    assert list(catalogue.view("c").members) == [i for i in range(8) if i != before[gone]]

@@ -153,7 +153,7 @@ class DuelCatalogue:
 
     def apply_batch(self, batch: Mapping[str, Any]) -> None:
         """A rating projector batch: its final ratings."""
-        if self._seen_while_loading is not None:  # the reload's scan may have read these photos before
+        if self._seen_while_loading is not None:  # a reload's scan may read these photos before the batch
             self._seen_while_loading.append(batch)
         for row in batch.get("ratings", []):
             self.set_rating(row["id"], row["rating"])
@@ -213,24 +213,30 @@ class DuelCatalogue:
                     self._loaded_at = time.monotonic() - self.reload_seconds + self.new_photos_seconds
 
     async def reload(self) -> None:
+        """Read every READY, rated photo into the arrays in place. A photo keeps its index, so requests
+        in flight, which hold indexes across their awaits, never see them point at another photo; one
+        not found any more is marked not live. Batches that arrive during the scan are applied again
+        after it: the scan may have read a photo before their rating writes."""
         started = datetime.now(UTC)
-        fresh = DuelCatalogue(self.photos, self.env, top_fraction=self.top_fraction)
+        seen: set[ObjectId] = set()
         self._seen_while_loading = []
         try:
             with long_work():
                 async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS,
                                                   batch_size=SCAN_BATCH):
-                    fresh.add(doc)
-            for batch in self._seen_while_loading:
-                fresh.apply_batch(batch)
+                    self.add(doc)
+                    seen.add(doc["_id"])
         finally:
-            self._seen_while_loading = None
-        for field in ("ids", "index", "mu", "sigma", "votes", "category", "owner", "root", "live", "_codes", "_names"):
-            setattr(self, field, getattr(fresh, field))
+            arrived, self._seen_while_loading = self._seen_while_loading, None
+        for batch in arrived:
+            self.apply_batch(batch)
+        for photo_id, i in self.index.items():
+            if photo_id not in seen and self.live[i]:
+                self.live[i] = False
         self._views.clear()
         self._loaded_at = self._polled_at = time.monotonic()
         self._new_since = started - NEW_PHOTO_GRACE
-        log.info("catalogue.loaded", photos=self.size)
+        log.info("catalogue.loaded", photos=len(seen))
 
     async def poll_new_photos(self) -> int:
         since = self._new_since or datetime.now(UTC) - NEW_PHOTO_GRACE

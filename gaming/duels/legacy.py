@@ -21,7 +21,6 @@ from storage.photos import PhotoRepository
 from storage.rating_batches import RatingBatchRepository
 from storage.votes import VoteRepository
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Rate = Callable[[Mapping[str, Any], Mapping[str, Any], str, bool, bool, Mapping[str, Any] | None],
                 tuple[dict[str, Any], dict[str, Any]]]
 
@@ -32,6 +31,9 @@ async def migrate_legacy_votes(votes: VoteRepository, batches: RatingBatchReposi
     legacy = await votes.collection.find({"applied_seq": {"$ne": None}}).sort("applied_seq", 1).to_list(None)
     if not legacy:
         return 0
+    # votes the old path logged but never applied are newer than this: the projector's sweep finds them
+    never_applied = await votes.collection.find_one({"applied_seq": None}, sort=[("created_at", 1)])
+    horizon = never_applied["created_at"] if never_applied else max(v["created_at"] for v in legacy)
     ratings = {pid: initial_rating_fields(q, env) for pid, q in (await photos.priors()).items()}
     seq = 0
     for _, group in groupby(legacy, key=lambda v: repr(v.get("adjustment"))):
@@ -55,7 +57,7 @@ async def migrate_legacy_votes(votes: VoteRepository, batches: RatingBatchReposi
                                 "right_rating": ratings[vote["right"]]})
             seq += 1
             await batches.insert({
-                "_id": seq, "written_at": datetime.now(UTC), "horizon": EPOCH,
+                "_id": seq, "written_at": datetime.now(UTC), "horizon": horizon,
                 "max_created_at": max(v["created_at"] for v in part), "adjustment": part[0].get("adjustment"),
                 "entries": entries, "ratings": [{"id": pid, "rating": ratings[pid]} for pid in touched],
                 "migrated": True,

@@ -48,6 +48,7 @@ LEASE_NAME = "rating_projector"
 # the order of their timestamps, and this catches them at once rather than at the next sweep.
 TAIL_OVERLAP = timedelta(seconds=1)
 MAX_OFFERED = 10_000
+SWEEP_LIMIT = 2_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The adjustment a vote is rated with, from the parameters recorded with it.
@@ -185,9 +186,10 @@ class RatingProjector:
         if settle or time.monotonic() - self._swept > self.sweep_seconds:
             end = datetime.now(UTC) - (timedelta(0) if settle else self.straggler)
             if end > self.horizon:
-                found.update((v["_id"], v) for v in await self.votes.created_between(self.horizon, end)
-                             if v["_id"] not in self.applied)
-                horizon = end
+                swept = await self.votes.created_between(self.horizon, end, limit=SWEEP_LIMIT)
+                found.update((v["_id"], v) for v in swept if v["_id"] not in self.applied)
+                # a long backlog (a takeover after a long outage) is swept a slice at a time
+                horizon = end if len(swept) < SWEEP_LIMIT else swept[-1]["created_at"]
             self._swept = time.monotonic()
         found.update((k, v) for k, v in self._offered.items() if k not in self.applied)
         tail = await self.votes.created_between(max(self.tail - TAIL_OVERLAP, self.horizon),
