@@ -47,6 +47,19 @@ def log_exception(event: str, scope: Scope, exc: BaseException) -> None:
         log.error(event, **where, exc_info=exc)
 
 
+class _StartedSend:
+    """A `send` that remembers whether the response has started: after that nothing else may be sent."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class ErrorMiddleware:
     """Outermost: an exception from any middleware or route becomes a JSON answer (503 or a masked 500)
     and one structured log line, instead of a plain-text 500 and "Exception in ASGI application".
@@ -62,21 +75,14 @@ class ErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
+        tracked = _StartedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except ClientDisconnect:
             log.info("request.client_disconnected", method=scope.get("method"), path=scope.get("path"))
         except Exception as exc:
             log_exception("request.failed", scope, exc)
-            if started:
+            if tracked.started:
                 return
             try:
                 await send_exception(send, exc)
@@ -134,7 +140,6 @@ class BodyLimitMiddleware:
                 await _send_json(send, 413, graphql_error(message, "PAYLOAD_TOO_LARGE"))
                 return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -145,16 +150,11 @@ class BodyLimitMiddleware:
                     raise _TooLarge
             return msg
 
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
+        tracked = _StartedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except _TooLarge:
-            if not started:
+            if not tracked.started:
                 await _send_json(send, 413, graphql_error(message, "PAYLOAD_TOO_LARGE"))
 
 
