@@ -143,6 +143,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _stragglers_outlast_the_deadline(self) -> Settings:
+        # a vote's insert may land up to one database deadline after its timestamp: the projector's sweep
+        # must look back further than that, or such a vote would never be applied
+        if self.projector_straggler_seconds <= self.mongodb_timeout_seconds:
+            raise ValueError(
+                "PHOTODUEL_PROJECTOR_STRAGGLER_SECONDS must be greater than PHOTODUEL_MONGODB_TIMEOUT_SECONDS "
+                f"(got {self.projector_straggler_seconds:g} <= {self.mongodb_timeout_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _prod_refuses_emulator(self) -> Settings:
         if self.env == "prod" and self.firebase_auth_emulator_host:
             raise ValueError(

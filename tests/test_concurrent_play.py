@@ -44,7 +44,7 @@ CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 @pytest.fixture(scope="module")
 def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
     settings = make_settings(featured_min_votes=1, featured_max_sigma=8.0, worker_batch_size=8,
-                             maintenance_seconds=1.0, celebrity_refit_votes=10, projector_straggler_seconds=3.0)
+                             maintenance_seconds=1.0, celebrity_refit_votes=10)
     with LiveServer(settings) as live:
         live.wait_model()
         yield live

@@ -71,3 +71,9 @@ def test_cli_reports_bad_configuration_and_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "PHOTODUEL_PORT" in result.stderr
+
+
+def test_the_projectors_straggler_window_must_outlast_the_database_deadline() -> None:
+    with pytest.raises(SettingsError, match="PHOTODUEL_PROJECTOR_STRAGGLER_SECONDS"):
+        load_settings(projector_straggler_seconds=5.0, mongodb_timeout_seconds=10.0)
+    assert load_settings(projector_straggler_seconds=5.0, mongodb_timeout_seconds=2.0).projector_straggler_seconds == 5
