@@ -262,3 +262,45 @@ def test_votes_applied_by_the_earlier_vote_path_are_carried_over_not_applied_twi
             assert sum(r["votes"] for r in stored.values()) == 2 * 10
 
     asyncio.run(go())
+
+
+def test_votes_written_out_of_order_or_late_by_other_processes_are_each_applied_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Votes the projector is not handed (another API process wrote them): a backlog larger than a batch,
+    inserts that land a little behind the tail, and stragglers far behind it."""
+    from datetime import timedelta
+
+    from storage.votes import pair_key
+
+    settings = make_settings()
+
+    async def go() -> None:
+        async with open_services(settings, load_model=False) as services:
+            photos = await _seed(services, 8)
+            repo, projector = VoteRepository(services.db), _projector(services, "tail")
+            projector.batch_size = 50
+            counter = iter(range(10_000))
+
+            async def write(created_at: datetime) -> ObjectId:
+                n = next(counter)
+                left, right = photos[n % 4], photos[4 + (n // 4) % 4]
+                vote = {"_id": ObjectId(), "player": f"other-{n}", "left": left["_id"], "right": right["_id"],
+                        "pair": pair_key(left["_id"], right["_id"]), "choice": ["LEFT", "RIGHT", "DRAW"][n % 3],
+                        "category": None, "created_at": created_at.replace(microsecond=created_at.microsecond // 1000 * 1000)}
+                await repo.insert(vote)
+                return vote["_id"]
+
+            start = datetime.now(UTC) - timedelta(seconds=3)
+            written = [await write(start + timedelta(milliseconds=5 * i)) for i in range(300)]
+            assert await projector.drain() == 300  # six batches from the tail alone
+            late = [await write(projector.tail - timedelta(milliseconds=400)) for _ in range(20)]
+            await asyncio.sleep(0.6)  # the re-read behind the tail is due
+            assert await projector.drain() == 20
+            stragglers = [await write(projector.tail - timedelta(seconds=5)) for _ in range(10)]
+            assert await projector.drain(settle=True) == 10  # the sweep, told nothing else is writing
+            applied = [e["vote"] for e in await _entries(services.db)]
+            assert sorted(applied) == sorted(written + late + stragglers)
+            assert await services.photos.stored_ratings() == await projector.replay()
+
+    asyncio.run(go())

@@ -11,11 +11,12 @@ result; the log order is the batches' order, so `replay` reproduces the stored r
 
 Finding the votes to apply without marking them (a mark would be another write per vote): a vote
 written in the projector's own process is handed over directly (`offer`); the others are read by
-`created_at`. The tail, from a second before the newest vote applied, catches votes as they come; a
-vote whose insert lands later still (a slow write, another API process's clock) is caught by the sweep,
-which re-reads the window [horizon, now - straggler_seconds) every `sweep_seconds` and then moves the
-horizon on. Votes applied but newer than the horizon are remembered (and, after a takeover, read back
-from the recent batch records), so none is applied twice.
+`created_at`. The tail catches votes as they come, a re-read of the second behind it twice a second
+catches inserts that landed a little out of order, and a vote whose insert lands later still (a slow
+write, another API process's clock) is caught by the sweep, which re-reads the window [horizon, now -
+straggler_seconds) every `sweep_seconds` and then moves the horizon on. Votes applied but newer than
+the horizon are remembered (and, after a takeover, read back from the recent batch records), so none is
+applied twice.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ from storage.votes import VoteRepository
 log = structlog.get_logger(__name__)
 
 LEASE_NAME = "rating_projector"
-# The tail re-reads this far behind the newest applied vote: concurrent inserts commit a little out of
-# the order of their timestamps, and this catches them at once rather than at the next sweep.
+# Every RECHECK_SECONDS the projector re-reads this far behind its tail: concurrent inserts commit a little
+# out of the order of their timestamps, and this catches them then rather than at the next sweep.
 TAIL_OVERLAP = timedelta(seconds=1)
+RECHECK_SECONDS = 0.5
 MAX_OFFERED = 10_000
 SWEEP_LIMIT = 2_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -109,6 +111,7 @@ class RatingProjector:
         self._task: asyncio.Task[None] | None = None
         self._renewed = 0.0
         self._swept = 0.0
+        self._rechecked = 0.0
         self.seq = 0
         self.horizon = EPOCH
         self.tail = EPOCH
@@ -192,20 +195,23 @@ class RatingProjector:
                 horizon = end if len(swept) < SWEEP_LIMIT else swept[-1]["created_at"]
             self._swept = time.monotonic()
         found.update((k, v) for k, v in self._offered.items() if k not in self.applied)
-        tail = await self.votes.created_between(max(self.tail - TAIL_OVERLAP, self.horizon),
-                                                limit=self.batch_size + 64)
+        if time.monotonic() - self._rechecked > RECHECK_SECONDS:  # inserts that landed a little late
+            late = await self.votes.created_between(max(self.tail - TAIL_OVERLAP, self.horizon), self.tail)
+            found.update((v["_id"], v) for v in late if v["_id"] not in self.applied)
+            self._rechecked = time.monotonic()
+        tail = await self.votes.created_between(max(self.tail, self.horizon), limit=self.batch_size + 64)
         found.update((v["_id"], v) for v in tail if v["_id"] not in self.applied)
         pending = sorted(found.values(), key=lambda v: (v["created_at"], v["_id"]))
         if len(pending) > self.batch_size:
             pending, horizon = pending[: self.batch_size], self.horizon  # the sweep's remainder comes next
         if pending:
             await self._apply(pending, horizon)
-        # the tail moves past what it read once all of it is applied (it is read inclusively)
-        applied_upto = [v["created_at"] for v in tail if v["_id"] in self.applied]
-        if applied_upto and len(applied_upto) == len(tail):
+        # the tail moves up to the oldest vote it read that is still unapplied (it is read inclusively)
+        unapplied = [v["created_at"] for v in tail if v["_id"] not in self.applied]
+        if unapplied:
+            self.tail = max(self.tail, min(unapplied))
+        elif tail:
             self.tail = max(self.tail, tail[-1]["created_at"])
-        elif pending:
-            self.tail = max(self.tail, min(v["created_at"] for v in tail if v["_id"] not in self.applied))
         self.horizon = max(self.horizon, horizon)
         self.applied = {k: at for k, at in self.applied.items() if at >= self.horizon}
         self._offered = {k: v for k, v in self._offered.items() if k not in self.applied}
