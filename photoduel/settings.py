@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(10, ge=2)
     max_page_size: int = Field(100, ge=1, le=1000)
 
-    @field_validator("mongodb_uri", "milvus_uri", "fcm_url", mode="before")
+    @field_validator("mongodb_uri", "milvus_uri", "fcm_url", "duel_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -141,6 +141,13 @@ class Settings(BaseSettings):
                 "is when the process exits after draining requests and closing the stores"
             )
         return self
+
+    @field_validator("duel_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("at least 16 characters (it signs duel tickets)")
+        return value
 
     @model_validator(mode="after")
     def _stragglers_outlast_the_deadline(self) -> Settings:
@@ -180,5 +187,6 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "settings"
             env_name = f"PHOTODUEL_{name.upper()}" if name != "settings" else name
-            lines.append(f"{env_name}: {err['msg']} (got {err.get('input')!r})")
+            shown = "a value not shown" if "secret" in name else repr(err.get("input"))  # never log a secret
+            lines.append(f"{env_name}: {err['msg']} (got {shown})")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -77,3 +77,10 @@ def test_the_projectors_straggler_window_must_outlast_the_database_deadline() ->
     with pytest.raises(SettingsError, match="PHOTODUEL_PROJECTOR_STRAGGLER_SECONDS"):
         load_settings(projector_straggler_seconds=5.0, mongodb_timeout_seconds=10.0)
     assert load_settings(projector_straggler_seconds=5.0, mongodb_timeout_seconds=2.0).projector_straggler_seconds == 5
+
+
+def test_a_short_duel_secret_is_refused_without_showing_it() -> None:
+    with pytest.raises(SettingsError, match="PHOTODUEL_DUEL_SECRET") as refused:
+        load_settings(duel_secret="tooshort-secret")
+    assert "tooshort-secret" not in str(refused.value)
+    assert load_settings(duel_secret="").duel_secret is None  # blank is unset: generated in the data dir
