@@ -142,7 +142,9 @@ class DuelCatalogue:
         self.category[i] = self.code(("category", doc.get("category")))
         self.owner[i] = self.code(("owner", doc["owner"]))
         self.root[i] = self.code(("root", doc.get("duplicate_of") or doc["_id"]))
-        self.live[i] = True
+        if not self.live[i]:  # a photo (back) in the catalogue is offered at once, not when the views expire
+            self.live[i] = True
+            self._views.clear()
         self.set_rating(doc["_id"], doc["rating"])
 
     def set_rating(self, photo_id: ObjectId, fields: Mapping[str, Any]) -> None:
@@ -160,8 +162,9 @@ class DuelCatalogue:
 
     def remove(self, photo_id: ObjectId) -> None:
         i = self.index.get(photo_id)
-        if i is not None:
+        if i is not None and self.live[i]:
             self.live[i] = False
+            self._views.clear()
 
     # --- loading ------------------------------------------------------------------------------------
 
