@@ -75,7 +75,8 @@ async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]
     while a running service holds it (stop the service, or wait for its lease to lapse)."""
     from photoduel.services import open_services
 
-    async with open_services(settings, run_worker=False, load_model=False, open_vectors=False) as services:
+    async with open_services(settings, run_worker=False, load_model=False, open_vectors=False,
+                             chores=not check) as services:
         replayed = await services.projector.replay()
         with long_work():
             stored = await services.photos.stored_ratings()

@@ -81,8 +81,11 @@ def job_handlers(services: Services) -> dict[str, JobHandler]:
     }
 
 
-async def start_features(services: Services) -> None:
+async def start_features(services: Services, *, chores: bool = True) -> None:
+    """`chores=False` for a read-only maintenance command: no start-up fixes, no background tasks."""
     await ensure_indexes(services.db, [*OUTBOX_INDEXES, *DEVICE_INDEXES])
+    if not chores:
+        return
     await flag_short_lists(services.db, services.settings.neighbours_k)
     await services.uploads.requeue_orphans()
     await start_notifications(services)

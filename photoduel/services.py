@@ -132,10 +132,11 @@ def duel_secret(settings: Settings) -> bytes:
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings, *, run_worker: bool = False, run_projector: bool = False, load_model: bool = True,
-    open_vectors: bool = True,
+    open_vectors: bool = True, chores: bool = True,
 ) -> AsyncIterator[Services]:
     """`open_vectors=False` for commands that never touch Milvus (the ratings commands): milvus-lite
-    locks its file, so they can then run beside a running service."""
+    locks its file, so they can then run beside a running service. `chores=False` for read-only commands:
+    no start-up fixes (flags, orphaned uploads) and no background tasks."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with embedded_mongo_if_needed(settings) as uri:
         mongo = create_client(uri, timeout_seconds=settings.mongodb_timeout_seconds)
@@ -196,7 +197,7 @@ async def open_services(
         from photoduel.features import start_features, start_periodic, stop_features
 
         try:
-            await start_features(services)
+            await start_features(services, chores=chores)
             if load_model:
                 models.start()
             if run_projector:
