@@ -69,7 +69,11 @@ def test_a_worker_killed_mid_batch_loses_no_photo_and_processes_none_twice(
     survivor = start_worker(settings, tmp_path / "survivor.log")
     try:
         deadline = time.monotonic() + 120
-        while db.photos.count_documents({"status": "READY"}) < PHOTOS and time.monotonic() < deadline:
+        # every photo READY and every job closed: a job of the killed batch whose photo was READY at the
+        # kill is taken up (and closed) only once the dead worker's lease has expired
+        while (db.photos.count_documents({"status": "READY"}) < PHOTOS
+               or db.jobs.count_documents({"kind": "ingest", "state": "done"}) < PHOTOS) \
+                and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         survivor.send_signal(signal.SIGTERM)
