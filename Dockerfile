@@ -12,12 +12,14 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY accounts ./accounts
 COPY api ./api
 COPY ml ./ml
 COPY gaming ./gaming
 COPY storage ./storage
 COPY notifications ./notifications
 COPY photoduel ./photoduel
+COPY photos ./photos
 RUN pip install --upgrade pip \
  && if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; fi \
  && pip install .

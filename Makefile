@@ -27,6 +27,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 schema: install
 	$(BIN)/photoduel export-schema --output schema.graphql

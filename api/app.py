@@ -18,14 +18,11 @@ from api.graphql_view import PhotoDuelGraphQL
 from api.middleware import AuthMiddleware, BodyLimitMiddleware, ErrorMiddleware
 from api.routes import healthz, image, readyz
 from api.schema import build_schema
-from api.seen_users import SeenUsers
 from photoduel.services import open_services
 from photoduel.settings import Settings, load_settings
+from photos.upload_rules import UploadRules
 
 log = structlog.get_logger(__name__)
-
-# Multipart framing and the other operation fields ride on top of the file itself.
-MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> Starlette:
@@ -35,7 +32,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings, run_worker=worker, run_projector=settings.projector_enabled) as services:
-            services.extras["seen_users"] = SeenUsers(services.users)
             services.catalogue.start_loading()  # matchmaking's view, read before the first player asks
             app.state.services = services
             log.info("api.started", env=settings.env, worker=worker, milvus=settings.resolved_milvus_uri,
@@ -60,7 +56,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     ]
     middleware = [
         Middleware(ErrorMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES),
+        Middleware(BodyLimitMiddleware, rules=UploadRules.from_settings(settings)),
         Middleware(AuthMiddleware),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -10,20 +10,18 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
-from api.auth import ANONYMOUS, Principal
-from api.errors import Forbidden, Unauthenticated
+from accounts.tokens import ANONYMOUS, Principal
+from api.errors import Unauthenticated
 
 if TYPE_CHECKING:
-    from photoduel.services import Services
+    from photoduel.container import Services
 
 
 class Loaders:
     """DataLoaders are per request: they cache, and a cache must not outlive one caller's view."""
 
     def __init__(self, services: Services) -> None:
-        from storage.photos import PhotoRepository
-
-        photos = PhotoRepository(services.db)
+        photos = services.photos
 
         async def load_photos(ids: list[ObjectId]) -> list[dict[str, Any] | None]:
             return await photos.get_many(ids)
@@ -47,12 +45,6 @@ class Context:
         if self.principal.uid is None:
             raise Unauthenticated("sign in first: send 'Authorization: Bearer <Firebase ID token>'")
         return self.principal.uid
-
-    def require_admin(self) -> str:
-        uid = self.require_user()
-        if not self.principal.admin:
-            raise Forbidden("admin rights required")
-        return uid
 
     @property
     def base_url(self) -> str:

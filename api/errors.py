@@ -20,42 +20,43 @@ RETRY_AFTER_SECONDS = 2
 
 
 class ApiError(GraphQLError):
+    """An error the client acts on, by its `extensions.code`; each subclass names its code."""
+
     code = "INTERNAL_SERVER_ERROR"
 
-    def __init__(self, message: str, **extensions: Any) -> None:
+    def __init_subclass__(cls, *, code: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = code
+
+    def __init__(self, message: str, *, code: str | None = None, **extensions: Any) -> None:
+        """`code`: one decided below the API (a refused duel's), instead of the class's."""
+        if code is not None:
+            self.code = code
         super().__init__(message, extensions={"code": self.code, **extensions})
 
 
-class Unauthenticated(ApiError):
-    code = "UNAUTHENTICATED"
+class Unauthenticated(ApiError, code="UNAUTHENTICATED"):
+    """No valid ID token: sign in (again)."""
 
 
-class Forbidden(ApiError):
-    code = "FORBIDDEN"
+class Forbidden(ApiError, code="FORBIDDEN"):
+    """Signed in, but not the owner (or an admin) of what was asked for."""
 
 
-class NotFound(ApiError):
-    code = "NOT_FOUND"
+class NotFound(ApiError, code="NOT_FOUND"):
+    """No such thing; `argument` names the id that found nothing."""
 
 
-class BadUserInput(ApiError):
-    code = "BAD_USER_INPUT"
+class BadUserInput(ApiError, code="BAD_USER_INPUT"):
+    """An argument the client must change; `argument` names it."""
 
 
-class DuelExpired(ApiError):
-    code = "DUEL_EXPIRED"
+class RateLimited(ApiError, code="RATE_LIMITED"):
+    """Too many at once (subscriptions, marks): wait and try again."""
 
 
-class AlreadyVoted(ApiError):
-    code = "ALREADY_VOTED"
-
-
-class RateLimited(ApiError):
-    code = "RATE_LIMITED"
-
-
-class Unavailable(ApiError):
-    code = "UNAVAILABLE"
+class Unavailable(ApiError, code="UNAVAILABLE"):
+    """A part of the service is not ready (the model loading, push off): retry later."""
 
 
 def should_mask_error(error: GraphQLError) -> bool:

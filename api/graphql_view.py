@@ -11,7 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
-from api.auth import AuthError, bearer_token
+from accounts.tokens import AuthError, bearer_token
 from api.context import Context
 from api.errors import UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
 
@@ -41,7 +41,7 @@ class PhotoDuelGraphQL(GraphQL[Context, None]):
             token = bearer_token(header)
             if token is not None:
                 context.principal = await context.services.auth.verify(token)
-                await context.services.extras["seen_users"].seen(context.principal)
+                await context.services.seen_users.seen(context.principal)
         except AuthError as exc:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
         except Exception as exc:  # recording the user failed: refuse the connection, the app reconnects

@@ -10,8 +10,9 @@ import structlog
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import AuthError, bearer_token
+from accounts.tokens import AuthError, bearer_token
 from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
+from photos.upload_rules import UploadRules
 
 log = structlog.get_logger(__name__)
 
@@ -60,13 +61,8 @@ class _StartedSend:
         await self.send(message)
 
 
-class ErrorMiddleware:
-    """Outermost: an exception from any middleware or route becomes a JSON answer (503 or a masked 500)
-    and one structured log line, instead of a plain-text 500 and "Exception in ASGI application".
-
-    Once a response has started nothing else can be said: the exception is logged and the response ends
-    (the server closes the connection, as it must for a body it cannot finish).
-    """
+class _HttpMiddleware:
+    """Acts on HTTP requests only (`http`); websockets and lifespan events pass through untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -75,6 +71,21 @@ class ErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class ErrorMiddleware(_HttpMiddleware):
+    """Outermost: an exception from any middleware or route becomes a JSON answer (503 or a masked 500)
+    and one structured log line, instead of a plain-text 500 and "Exception in ASGI application".
+
+    Once a response has started nothing else can be said: the exception is logged and the response ends
+    (the server closes the connection, as it must for a body it cannot finish).
+    """
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         tracked = _StartedSend(send)
         try:
             await self.app(scope, receive, tracked)
@@ -90,27 +101,21 @@ class ErrorMiddleware:
                 pass  # the client is gone
 
 
-class AuthMiddleware:
+class AuthMiddleware(_HttpMiddleware):
     """Verifies `Authorization: Bearer` on HTTP requests. A bad token is a 401, never anonymous.
 
     Recording the user (`SeenUsers`) writes to the database: when that fails the request is answered
     here (503 UNAVAILABLE for an outage, a masked 500 otherwise) rather than served without it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         services = scope["app"].state.services
         try:
             token = bearer_token(headers.get("authorization"))
             if token is not None:
                 principal = await services.auth.verify(token)
-                await services.extras["seen_users"].seen(principal)
+                await services.seen_users.seen(principal)
                 scope.setdefault("state", {})["principal"] = principal
         except AuthError as exc:
             await _send_json(send, 401, graphql_error(str(exc), "UNAUTHENTICATED"))
@@ -122,19 +127,17 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes` with 413, whether or not Content-Length is declared."""
+class BodyLimitMiddleware(_HttpMiddleware):
+    """The upload rules' first step: bodies over `UploadRules.max_request_bytes` get a 413 before anything
+    parses them, whether or not Content-Length is declared."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    def __init__(self, app: ASGIApp, *, rules: UploadRules) -> None:
+        super().__init__(app)
+        self.max_bytes = rules.max_request_bytes
+        self.message = rules.request_too_large
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        message = (f"request body over the limit of {self.max_bytes} bytes "
-                   f"(uploads are capped by PHOTODUEL_MAX_UPLOAD_BYTES)")
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = self.message
         for key, value in scope["headers"]:
             if key.lower() == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await _send_json(send, 413, graphql_error(message, "PAYLOAD_TOO_LARGE"))

@@ -1,9 +1,13 @@
-"""Permission classes, so resolvers never start with `if not user: raise`."""
+"""Permission classes, so resolvers never start with `if not user: raise`, and the declarations of the
+fields only a signed-in user may ask for."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
+import strawberry
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
@@ -23,3 +27,21 @@ class IsAdmin(BasePermission):
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         principal = info.context.principal
         return principal.authenticated and principal.admin
+
+
+def described(resolver: Callable[..., Any]) -> str | None:
+    """A field's description is its resolver's docstring: the schema's documentation and the code's are
+    one text."""
+    doc = inspect.getdoc(resolver)
+    return " ".join(doc.split()) if doc else None
+
+
+def user_field(resolver: Callable[..., Any]) -> Any:
+    """A query field for the signed-in user only."""
+    return strawberry.field(resolver=resolver, permission_classes=[IsAuthenticated], description=described(resolver))
+
+
+def user_mutation(resolver: Callable[..., Any]) -> Any:
+    """A mutation for the signed-in user only."""
+    return strawberry.mutation(resolver=resolver, permission_classes=[IsAuthenticated],
+                               description=described(resolver))

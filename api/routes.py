@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, is_unavailable
+from photos.queries import Viewer, visible
 from storage.base import parse_object_id
 from storage.blobs import BlobNotFound
 from storage.mongo import ping
-from storage.photos import READY, PhotoRepository
+from storage.photos import READY
 
 VARIANTS = ("original", "display", "thumbnail")
 
@@ -64,13 +65,12 @@ async def _image(request: Request) -> Response:
     if oid is None or variant not in VARIANTS:
         return _not_found()
     services = request.app.state.services
-    doc = await PhotoRepository(services.db).get(oid)
+    doc = await services.photos.get(oid)
     principal = getattr(request.state, "principal", None)
-    if doc is None:
+    viewer = Viewer(uid=principal.uid, admin=principal.admin) if principal else Viewer(uid=None)
+    if doc is None or not visible(doc, viewer):
         return _not_found()
     public = doc["status"] == READY
-    if not public and not (principal and (principal.admin or principal.uid == doc.get("owner"))):
-        return _not_found()
     rendition = (doc.get("renditions") or {}).get(variant)
     blob_id = (doc.get("blobs") or {}).get(variant)
     if not rendition or blob_id is None:

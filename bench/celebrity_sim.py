@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/celebrity_sim.py                       # main table, ~15 CPU-minutes
     .venv/bin/python bench/celebrity_sim.py --seeds 4 --deltas 1  # quick look
-    (bench/out/celebrity_sim.md lists the exact commands of every section it holds.)
+    (bench/results/celebrity_sim.md holds the committed sections, each with its exact command.)
 
 In memory. N photos with a hidden quality q ~ N(0, 1); a share of them (10 %) shows a celebrity.
 Photos sit on a ring in random "visual" order; a duel takes a uniformly random anchor and a uniformly
@@ -56,9 +56,9 @@ from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.partial_play import PartialPlayDiscount
 from gaming.celebrity import (
     CelebrityOffset,
-    PartialPlayDiscount,
     fit_celebrity_offset,
     logit_to_skill,
 )
@@ -107,8 +107,8 @@ def starting_ratings(world: World, env: RatingEnv, prior: str, model_r: float) -
 
 def outcomes(world: World, slope: float, delta: float) -> np.ndarray:
     """0 = LEFT, 1 = RIGHT, 2 = DRAW, from the shared uniforms."""
-    fame = delta * (world.celebrity[world.left].astype(float) - world.celebrity[world.right].astype(float))
-    p = 1.0 / (1.0 + np.exp(-(slope * (world.q[world.left] - world.q[world.right]) + fame)))
+    bonus = delta * (world.celebrity[world.left].astype(float) - world.celebrity[world.right].astype(float))
+    p = 1.0 / (1.0 + np.exp(-(slope * (world.q[world.left] - world.q[world.right]) + bonus)))
     p_draw = DRAW_MAX * (1.0 - np.abs(2.0 * p - 1.0))
     u = world.u
     return np.where(u < p_draw, 2, np.where(u < p_draw + (1.0 - p_draw) * p, 0, 1))

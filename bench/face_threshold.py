@@ -1,6 +1,6 @@
 """Measure dlib face-descriptor distances on the real faces available offline; pick the thresholds.
 
-    .venv/bin/python bench/face_threshold.py [--out bench/out/face_threshold.md]
+    .venv/bin/python bench/face_threshold.py [--out PATH]   # committed report: bench/results/face_threshold.md
 
 Why: ml/celebrity.py matches a face to the gallery when the descriptor distance is under a
 threshold, and ml/faces.py drops detections below a score and faces below a size. Those numbers

@@ -24,10 +24,12 @@ from pymongo import AsyncMongoClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gaming.duels.matchmaker import Matchmaker
-from gaming.matchmaking import featured_boundary_array
+from gaming.featured import featured_boundary_array
 from gaming.ratings import RatingEnv
 from storage.embedded_mongo import EmbeddedMongo
 from storage.mongo import ensure_indexes
+from storage.photos import PhotoRepository
+from storage.votes import VoteRepository
 
 REPEATS = 5
 
@@ -48,7 +50,7 @@ async def measure(uri: str, n: int) -> tuple[float, float, bool]:
             mus = [d["rating"]["mu"] async for d in db.photos.find(query, {"rating.mu": 1})]
             every_mu = featured_boundary_array(np.array(mus))
         old = (time.perf_counter() - started) / REPEATS
-        matchmaker = Matchmaker(db, RatingEnv(), near_duplicate_cosine=0.95)
+        matchmaker = Matchmaker(PhotoRepository(db), VoteRepository(db), RatingEnv(), near_duplicate_cosine=0.95)
         started = time.perf_counter()
         for _ in range(REPEATS):
             matchmaker._boundaries.clear()  # no cache: measure the read

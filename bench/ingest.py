@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--photos 96] [--batch-size 16] [--threads N] [--workers 1]
         [--device cpu] [--photo-cache DIR] [--only-ingest] [--model-dir bench/.models/clip-vit-b32-random]
-        [--out bench/out/ingest.md] [--autogroup-nice -10] [--profile PATH]
+        [--out PATH] [--autogroup-nice -10] [--profile PATH]
 
 Goal (BENCHMARKS.md): the pipeline reaches at least 85% of the bare model's throughput on the same photos.
 
@@ -20,7 +20,7 @@ generated scenes, all with sensor-like grain), JPEG-encoded once up front. In on
    b32 folder as ``clip_model``), every photo through ``UploadService.upload`` (timed: upload
    throughput), then the one-time warm-ups (model load, the zero-shot vocabulary's text embeddings,
    the Milvus collection), then the bare model again on the pipeline's own embedder and model thread,
-   then a ``photoduel.worker.Worker`` with ``services.handlers()`` (every job kind, as ``photoduel
+   then a ``photoduel.worker.Worker`` with ``photoduel.features.job_handlers(services)`` (every job kind, as ``photoduel
    serve`` runs them; ``--only-ingest`` for the ingest jobs alone), timed from its start until the last
    ingest job is settled: every photo READY. Per batch that covers leasing the jobs, reading each photo
    document and its display rendition from GridFS, JPEG decode, the model pass (embedding, zero-shot
@@ -544,13 +544,13 @@ def instrument(services: Any, handlers: Sequence[Any], timings: Timings) -> None
     timings.wrap_async(handler.vectors, "upsert", "Milvus upsert + flush")
     timings.wrap_async(ingest_module, "announce_suggestions_ready", "outbox record")
     timings.wrap_async(services.jobs, "complete_many", "settle jobs (one bulk write per batch)")
+    timings.wrap_async(handler.photos, "offer_neighbours", "offer to neighbours' lists (per batch)")
+    timings.wrap_async(handler.photos, "mark_ready", "READY writes (one bulk write per batch)")
     for each in handlers:
         timings.wrap_async(each, "_read_photos", "read photo documents (per batch)")
-        timings.wrap_async(each, "_neighbours", "Milvus search (+ in-batch similarities)")
-        timings.wrap_async(each, "_neighbour_docs", "read neighbour documents (per batch)")
-        timings.wrap_sync(each, "_decide", "decide (suggestions, duplicates, offers)")
-        timings.wrap_async(each, "_offer_to_neighbours", "offer to neighbours' lists (per batch)")
-        timings.wrap_async(each, "_mark_ready", "READY writes (one bulk write per batch)")
+        timings.wrap_async(each.search, "_reached", "Milvus search (+ in-batch similarities)")
+        timings.wrap_async(each.search, "_usable", "read neighbour documents (per batch)")
+        timings.wrap_sync(each, "_decide", "decide (suggestions, duplicates)")
         timings.wrap_async(each, "_after_ready", "announce + hand on (outbox, face-check jobs)")
 
 
@@ -603,11 +603,27 @@ async def _bare_in_situ(services: Any, displays: Sequence[bytes], batch_size: in
 
 async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequence[bytes],
                          displays: Sequence[bytes], phases: list[Phase], result: PipelineResult) -> None:
-    from ml.pipelines.ingest import PHOTO_SCALARS, photo_collection
-    from ml.pipelines.upload import INGEST
-    from photoduel.worker import Worker
+    """The phases in order, each timed into `phases` and `result`."""
+    await _upload_phase(args, services, photos, phases, result)
+    await _warm_up_phase(args, services, displays, phases, result)
+    # --- bare model right before the ingest, same process state ---
+    await asyncio.to_thread(wait_for_quiet, args.quiet_wait)
+    with phase(phases, "bare model, pipeline's embedder (before ingest)") as record:
+        threads = thread_cpu_seconds()
+        result.bare_before = await _bare_in_situ(services, displays, args.batch_size)
+        result.threads_bare = _since(threads)
+        record.note = f"{result.bare_before.rate:.2f} photos/s"
+    kinds = await _worker_phase(args, services, len(photos), phases, result)
+    # --- bare model right after the ingest ---
+    with phase(phases, "bare model, pipeline's embedder (after ingest)") as record:
+        result.bare_after = await _bare_in_situ(services, displays, args.batch_size)
+        record.note = f"{result.bare_after.rate:.2f} photos/s"
 
-    settings = services.settings
+    await _leftovers(services, kinds, result)
+
+
+async def _upload_phase(args: argparse.Namespace, services: Any, photos: Sequence[bytes], phases: list[Phase],
+                        result: PipelineResult) -> None:
     n = len(photos)
     # --- uploads: the API's work per request, minus HTTP ---
     with phase(phases, "pipeline: upload") as record:
@@ -623,6 +639,11 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
         await asyncio.gather(*(upload(i, data) for i, data in enumerate(photos)))
         result.upload_seconds = time.perf_counter() - start
         record.note = f"{n / result.upload_seconds:.2f} photos/s, {args.upload_concurrency} concurrent"
+
+
+async def _warm_up_phase(args: argparse.Namespace, services: Any, displays: Sequence[bytes], phases: list[Phase],
+                         result: PipelineResult) -> None:
+    from ml.pipelines.photo_vectors import PHOTO_SCALARS, photo_collection
 
     # --- one-time warm-ups: vocabulary text embeddings, a full image batch, the Milvus collection ---
     with phase(phases, "pipeline: one-time warm-up") as record:
@@ -641,25 +662,14 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
         record.note = (f"vocabulary {result.vocabulary_seconds:.1f} s, warm batch {result.warm_batch_seconds:.1f} s, "
                        f"collection {result.collection_seconds:.1f} s")
 
-    # --- bare model right before the ingest, same process state ---
-    await asyncio.to_thread(wait_for_quiet, args.quiet_wait)
-    with phase(phases, "bare model, pipeline's embedder (before ingest)") as record:
-        threads = thread_cpu_seconds()
-        result.bare_before = await _bare_in_situ(services, displays, args.batch_size)
-        result.threads_bare = _since(threads)
-        record.note = f"{result.bare_before.rate:.2f} photos/s"
 
-    # --- the worker, timed from its start until the last ingest job is settled, then until all are ---
-    handler_sets = []
-    for _ in range(args.workers):  # each worker its own handlers, as each `photoduel worker` process has
-        handlers = services.handlers()
-        handler_sets.append({INGEST: handlers[INGEST]} if args.only_ingest else handlers)
-    result.kinds = tuple(handler_sets[0])
-    timings = result.timings
-    instrument(services, [h[INGEST] for h in handler_sets], timings)
-    ready_event, all_event = asyncio.Event(), asyncio.Event()
+def _timed_worker(timings: Any, n: int, expected: dict[str, int], ready_event: asyncio.Event,
+                  all_event: asyncio.Event) -> Any:
+    """A Worker that times each batch until every photo is READY and sets the events as kinds settle."""
+    from photoduel.worker import Worker
+    from storage.job_kinds import INGEST
+
     settled: dict[str, int] = defaultdict(int)
-    expected = {kind: n for kind in handler_sets[0]}
 
     class TimedWorker(Worker):
         async def _process(self, handler: Any, jobs: list[Any], loop: int = 0) -> None:
@@ -679,7 +689,32 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
             if all(settled[k] >= v for k, v in expected.items()):
                 all_event.set()
 
-    workers = [TimedWorker(services.jobs, handlers, lease_seconds=settings.job_lease_seconds,
+
+
+    return TimedWorker
+
+
+async def _worker_phase(args: argparse.Namespace, services: Any, n: int, phases: list[Phase],
+                        result: PipelineResult) -> tuple[str, ...]:
+    """Workers timed from their start until the last ingest job is settled, then until all are; returns
+    the job kinds they ran."""
+    from photoduel.features import job_handlers
+    from storage.job_kinds import INGEST
+
+    settings = services.settings
+    # --- the worker, timed from its start until the last ingest job is settled, then until all are ---
+    handler_sets = []
+    for _ in range(args.workers):  # each worker its own handlers, as each `photoduel worker` process has
+        handlers = job_handlers(services)
+        handler_sets.append({INGEST: handlers[INGEST]} if args.only_ingest else handlers)
+    result.kinds = tuple(handler_sets[0])
+    timings = result.timings
+    instrument(services, [h[INGEST] for h in handler_sets], timings)
+    ready_event, all_event = asyncio.Event(), asyncio.Event()
+    expected = {kind: n for kind in handler_sets[0]}
+
+    timed_worker = _timed_worker(timings, n, expected, ready_event, all_event)
+    workers = [timed_worker(services.jobs, handlers, lease_seconds=settings.job_lease_seconds,
                            max_attempts=settings.job_max_attempts, retry_base_seconds=settings.job_retry_base_seconds,
                            poll_seconds=settings.worker_poll_seconds, concurrency=settings.worker_concurrency)
                for handlers in handler_sets]
@@ -699,7 +734,6 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
         start = time.perf_counter()
         for worker in workers:
             worker.start()
-        services.worker = workers[0]  # open_services stops it if anything below fails
         await asyncio.wait_for(ready_event.wait(), timeout=1800)
         result.ready_seconds = record.wall = time.perf_counter() - start
         if profiler is not None:
@@ -720,22 +754,19 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
             record.note = f"all kinds settled {result.all_seconds:.1f} s after worker start"
     for worker in workers:
         await worker.stop()
-    services.worker = None
     if profiler is not None:
         profiler.dump_stats(args.profile)
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
         result.profile_text = text.getvalue()
+    return tuple(expected)
 
-    # --- bare model right after the ingest ---
-    with phase(phases, "bare model, pipeline's embedder (after ingest)") as record:
-        result.bare_after = await _bare_in_situ(services, displays, args.batch_size)
-        record.note = f"{result.bare_after.rate:.2f} photos/s"
 
+async def _leftovers(services: Any, kinds: Sequence[str], result: PipelineResult) -> None:
     # --- what the run left behind: every photo READY, every job done, announced, indexed once ---
     db = services.db
     result.ready = await db.photos.count_documents({"status": "READY"})
-    for kind in handler_sets[0]:
+    for kind in kinds:
         result.jobs_done[kind] = await db.jobs.count_documents({"kind": kind, "state": "done"})
     result.announced = await db.outbox.count_documents({"key": {"$regex": "^suggestions:"}})
     ready_docs = await db.photos.find({"status": "READY"}, {"vector_collection": 1}).to_list(None)
@@ -744,6 +775,8 @@ async def _pipeline_body(args: argparse.Namespace, services: Any, photos: Sequen
                                                   [str(d["_id"]) for d in ready_docs])
         result.vectors = len(rows)
     result.children = {pid: (_status_kib(pid, "VmHWM") or 0) / 1024 for pid in child_pids()}
+
+
 
 
 # --- report ------------------------------------------------------------------------------------------

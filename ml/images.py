@@ -193,11 +193,7 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n} bytes"
 
 
-def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, declared_type: str | None = None) -> DecodedImage:
-    """Validate and decode an uploaded photo, or raise ImageRejected with the first problem found.
-
-    Cheap checks first (size, sniffed format, declared type, header pixel count), the full decode last.
-    """
+def _check_size(data: bytes, max_bytes: int) -> None:
     if not data:
         raise ImageRejected("EMPTY", "The upload is empty (0 bytes).")
     if len(data) > max_bytes:
@@ -205,6 +201,9 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, declared_type
             "TOO_LARGE", f"The upload is {_fmt_bytes(len(data))}; the limit is {_fmt_bytes(max_bytes)}."
         )
 
+
+def _supported_format(data: bytes) -> str:
+    """The format named by the content itself, or ImageRejected when it is none we accept."""
     fmt = sniff_format(data)
     if fmt is None:
         other = _identify_other(data)
@@ -215,7 +214,10 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, declared_type
         raise ImageRejected(
             "UNSUPPORTED_FORMAT", f"{fmt} images are not supported; upload a JPEG, PNG, WebP or HEIC photo."
         )
+    return fmt
 
+
+def _check_declared(fmt: str, declared_type: str | None) -> None:
     declared = _declared_format(declared_type)
     if declared and declared != fmt:
         raise ImageRejected(
@@ -223,11 +225,14 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, declared_type
             f"The upload was declared as {declared_type!r} but its content is {MIME_BY_FORMAT[fmt]}.",
         )
 
+
+def _open_header(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
+    """Pillow reads only the header here; the pixels stay undecoded until ``load()``."""
     if fmt == "HEIF":
         _register_heif()
     pillow_formats = ["JPEG", "MPO"] if fmt == "JPEG" else [fmt]
     try:
-        img = Image.open(io.BytesIO(data), formats=pillow_formats)
+        return Image.open(io.BytesIO(data), formats=pillow_formats)
     except Image.DecompressionBombError as exc:
         # Pillow's own guard (2x Image.MAX_IMAGE_PIXELS) fires inside open(), before we see the size.
         raise _too_many_pixels_from(exc, max_pixels) from None
@@ -235,24 +240,41 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, declared_type
         # The magic bytes said image, but the header cannot be read: the file was cut short or damaged.
         raise ImageRejected("TRUNCATED", f"The {fmt} file is truncated or corrupt ({exc}).") from None
 
-    with img:
-        width, height = img.size
-        if width <= 0 or height <= 0:
-            raise ImageRejected("TRUNCATED", f"The {fmt} header declares an empty {width}x{height} image.")
-        if width * height > max_pixels:
-            raise ImageRejected(
-                "TOO_MANY_PIXELS",
-                f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
-                f"the limit is {max_pixels / 1e6:.1f} megapixels.",
-            )
-        try:
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-        except Image.DecompressionBombError as exc:
-            raise _too_many_pixels_from(exc, max_pixels) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise ImageRejected("TRUNCATED", f"The {fmt} file is truncated or corrupt ({exc}).") from None
-        rgb = to_srgb_rgb(upright)
+
+def _check_pixels(img: Image.Image, fmt: str, max_pixels: int) -> None:
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageRejected("TRUNCATED", f"The {fmt} header declares an empty {width}x{height} image.")
+    if width * height > max_pixels:
+        raise ImageRejected(
+            "TOO_MANY_PIXELS",
+            f"The image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+            f"the limit is {max_pixels / 1e6:.1f} megapixels.",
+        )
+
+
+def _decode_upright(img: Image.Image, fmt: str, max_pixels: int) -> Image.Image:
+    try:
+        img.load()
+        return ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels_from(exc, max_pixels) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected("TRUNCATED", f"The {fmt} file is truncated or corrupt ({exc}).") from None
+
+
+def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, declared_type: str | None = None) -> DecodedImage:
+    """Validate and decode an uploaded photo, or raise ImageRejected with the first problem found.
+
+    Cheap checks first (size, sniffed format, declared type, header pixel count), the full decode last.
+    The limits are `photos.upload_rules.UploadRules`'s; this is that module's last step.
+    """
+    _check_size(data, max_bytes)
+    fmt = _supported_format(data)
+    _check_declared(fmt, declared_type)
+    with _open_header(data, fmt, max_pixels) as img:
+        _check_pixels(img, fmt, max_pixels)
+        rgb = to_srgb_rgb(_decode_upright(img, fmt, max_pixels))
 
     return DecodedImage(
         image=rgb,
@@ -296,7 +318,7 @@ def _icc_to_srgb(img: Image.Image, icc: bytes) -> Image.Image | None:
     try:
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         dst = ImageCms.createProfile("sRGB")
-        return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")  # type: ignore[return-value]
+        return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
 

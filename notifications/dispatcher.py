@@ -1,12 +1,22 @@
 """The outbox dispatcher: takes due outbox records and pushes them to the user's devices through FCM.
 
-Leases, as in the job queue: a record is claimed with one `find_one_and_update` that sets
-`push.lease_owner/lease_token/lease_expires` and moves `push.next_at` to the lease expiry. The due
-query is only `push.state == pending and push.next_at <= now` (the `push_due` index), so a record
-whose dispatcher died mid-delivery simply becomes due again when the lease runs out: nothing is lost,
-and no sweeper is needed. Every state change after the send is conditional on still holding the lease
-(`push.lease_token`), so a dispatcher that stalled past its lease can never overwrite the outcome of
-the one that took over.
+Why the outbox is its own queue rather than a kind of job on the job queue (`storage.jobs`): the
+record already is the unit of delivery, written once, with its idempotency key, by whoever announces
+(ingest, the featured announcer), and the in-app list reads the same document. A push job would be a
+second document written beside it without a transaction (the embedded server deadlocks on them), so a
+crash between the two writes would lose the push, or need a sweeper to find records without a job, and
+the delivery state would live in two places. The job worker also runs batches per kind behind
+the CPU-bound ingest batches, while a push is a network call the user is waiting for ("your tag
+suggestions are ready"); here any process with FCM credentials delivers it at once. What the two
+queues share is the machinery, written once: the lease fields and grants (`storage.leases`), the
+worker id, the retry backoff (`storage.backoff`) and the background task (`storage.background`).
+
+A record is claimed with one `find_one_and_update` that grants `push.lease_owner/lease_token/
+lease_expires` and moves `push.next_at` to the lease expiry. The due query is only `push.state ==
+pending and push.next_at <= now` (the `push_due` index), so a record whose dispatcher died mid-delivery
+simply becomes due again when the lease runs out: nothing is lost, and no sweeper is needed. Every state
+change after the send is conditional on still holding the grant, so a dispatcher that stalled past its
+lease can never overwrite the outcome of the one that took over.
 
 Delivery is at-least-once. Each attempt is recorded right after FCM answers (`push.deliveries`, and the
 fingerprints of the devices that got it in `push.sent_to`, written whether or not the lease is still
@@ -29,35 +39,31 @@ which is `skipped` as "expired" (a days-old "tag suggestions" buzz helps nobody)
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import secrets
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from pymongo import ReturnDocument
 
-from notifications.backoff import backoff_seconds
 from notifications.devices import DeviceRepository, token_fingerprint
 from notifications.fcm import DeliveryResult, DeliveryStatus, FcmSender
 from notifications.messages import PushPayload
 from notifications.outbox import TAG_SUGGESTIONS, Outbox
 from notifications.preferences import Preferences
+from storage.background import BackgroundTask, pause
+from storage.backoff import backoff_seconds
+from storage.clock import utcnow
+from storage.leases import Grant, LeaseFields, process_id
 
 log = structlog.get_logger(__name__)
 
 PENDING, SENT, SKIPPED, FAILED, MUTED = "pending", "sent", "skipped", "failed", "muted"
 # Kinds the user is waiting for wake a dozing phone; the rest are delivered power-considerately.
 HIGH_PRIORITY_KINDS = frozenset({TAG_SUGGESTIONS})
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+PUSH_LEASE = LeaseFields.under("push")
 
 
 @dataclass(frozen=True)
@@ -98,10 +104,6 @@ def payload_for(record: dict[str, Any]) -> PushPayload:
     )
 
 
-def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 16):04x}"
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -119,15 +121,15 @@ class Dispatcher:
         self.preferences = preferences
         self.sender = sender
         self.config = config or DispatchConfig()
-        self.owner = owner or default_owner()
+        self.owner = owner or process_id()
         self.rng = rng or random.Random()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(f"push-dispatcher {self.owner}")
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"push-dispatcher {self.owner}")
+        self._task.start(self.run())
 
     def wake(self) -> None:
         """A new record in this process: deliver it now rather than at the next poll."""
@@ -138,15 +140,7 @@ class Dispatcher:
         is delivered by the next dispatcher once the lease runs out (at-least-once)."""
         self._stopping.set()
         self._wake.set()
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+        await self._task.stop(grace_seconds=grace_seconds)
 
     async def run(self) -> None:
         log.info("push.dispatcher_started", owner=self.owner)
@@ -157,9 +151,7 @@ class Dispatcher:
                 log.exception("push.dispatcher_error", owner=self.owner)
                 worked = 0
             if not worked:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+                await pause(self._wake, self.config.poll_seconds)
         log.info("push.dispatcher_stopped", owner=self.owner)
 
     async def run_once(self) -> int:
@@ -184,19 +176,17 @@ class Dispatcher:
     async def claim(self) -> Claim | None:
         """Lease the most overdue pending record (or one whose previous dispatcher's lease ran out)."""
         now = utcnow()
-        token = secrets.token_hex(8)
-        expires = now + timedelta(seconds=self.config.lease_seconds)
+        grant = Grant.new(self.owner, seconds=self.config.lease_seconds, now=now)
         doc = await self.collection.find_one_and_update(
             {"push.state": PENDING, "push.next_at": {"$lte": now}},
-            {"$set": {"push.lease_owner": self.owner, "push.lease_token": token,
-                      "push.lease_expires": expires, "push.next_at": expires},
+            {"$set": {**PUSH_LEASE.grant(grant), "push.next_at": grant.expires},
              "$inc": {"push.attempts": 1}},
             sort=[("push.next_at", 1)],
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
             return None
-        return Claim(record=doc, lease_token=token, attempt=int(doc["push"]["attempts"]))
+        return Claim(record=doc, lease_token=grant.token, attempt=int(doc["push"]["attempts"]))
 
     async def process(self, claim: Claim) -> str | None:
         """Deliver one claimed record; returns its new state (None: the lease was lost meanwhile)."""
@@ -259,7 +249,7 @@ class Dispatcher:
         return await self._finish(claim, FAILED, ", ".join(codes) or "no result")
 
     def _owned(self, claim: Claim) -> dict[str, Any]:
-        return {"_id": claim.record["_id"], "push.state": PENDING, "push.lease_token": claim.lease_token}
+        return {"_id": claim.record["_id"], "push.state": PENDING, **PUSH_LEASE.held(self.owner, claim.lease_token)}
 
     async def _retry_later(self, claim: Claim, error: str) -> str | None:
         delay = backoff_seconds(claim.attempt, base=self.config.backoff_base_seconds,
@@ -268,7 +258,7 @@ class Dispatcher:
         result = await self.collection.update_one(
             self._owned(claim),
             {"$set": {"push.next_at": now + timedelta(seconds=delay), "push.last_error": error},
-             "$unset": {"push.lease_owner": "", "push.lease_token": "", "push.lease_expires": ""}},
+             "$unset": PUSH_LEASE.cleared()},
         )
         if result.modified_count != 1:
             log.warning("push.lease_lost", notification=str(claim.record["_id"]), owner=self.owner)
@@ -282,7 +272,7 @@ class Dispatcher:
         result = await self.collection.update_one(
             self._owned(claim),
             {"$set": {"push.state": state, "push.reason": reason, "push.finished_at": now},
-             "$unset": {"push.lease_owner": "", "push.lease_token": "", "push.lease_expires": ""}},
+             "$unset": PUSH_LEASE.cleared()},
         )
         if result.modified_count != 1:
             log.warning("push.lease_lost", notification=str(claim.record["_id"]), owner=self.owner)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import hashlib
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from firebase_admin import credentials, exceptions, messaging
 from google.auth import exceptions as google_auth_exceptions
 from google.auth.transport import requests as google_auth_requests
 
+from notifications.devices import token_fingerprint
 from notifications.messages import PushPayload, build_messages
 
 log = structlog.get_logger(__name__)
@@ -136,7 +137,9 @@ class FcmSender:
     def from_settings(cls, settings: FcmSettings) -> FcmSender | None:
         """The sender the settings ask for, or None when push is off (no PHOTODUEL_FIREBASE_CREDENTIALS).
 
-        With push off the outbox still records every notification; nothing is sent.
+        With push off the outbox still records every notification; nothing is sent. Each sender gets an
+        App name of its own: firebase-admin refuses a second App with a name in use, and one process may
+        open the services more than once (tests, a maintenance command beside the API).
         """
         if settings.firebase_credentials is None:
             log.info("fcm.disabled", reason="PHOTODUEL_FIREBASE_CREDENTIALS is not set")
@@ -145,6 +148,7 @@ class FcmSender:
             project_id=settings.firebase_project_id,
             credentials_path=settings.firebase_credentials,
             fcm_base_url=settings.fcm_url,
+            app_name=f"photoduel-fcm-{uuid.uuid4().hex[:8]}",
         )
 
     def send(self, payload: PushPayload, tokens: Sequence[str]) -> list[DeliveryResult]:
@@ -249,7 +253,8 @@ def _point_messaging_at(app: firebase_admin.App, base_url: str) -> None:
     topic_url = getattr(service, "_fcm_topic_url", None)
     session = getattr(getattr(service, "_client", None), "session", None)
     adapters = getattr(session, "adapters", {})
-    if not (isinstance(fcm_url, str) and fcm_url.startswith(_FCM_ORIGIN)) or _FCM_ORIGIN not in adapters:
+    if (not (isinstance(fcm_url, str) and fcm_url.startswith(_FCM_ORIGIN)) or session is None
+            or _FCM_ORIGIN not in adapters):
         raise RuntimeError(
             f"PHOTODUEL_FCM_URL is set but firebase-admin {firebase_admin.__version__} no longer exposes "
             "the FCM URL where notifications/fcm.py expects it; update _point_messaging_at()."
@@ -282,7 +287,7 @@ def _send_chunk(
             results.append(DeliveryResult(token, DeliveryStatus.SENT, item.message_id, None, None))
             continue
         status, code = classify_error(item.exception)
-        _log_failure(status, code, item.exception, token=_fingerprint(token))
+        _log_failure(status, code, item.exception, token=token_fingerprint(token))
         results.append(DeliveryResult(token, status, None, code, _detail(item.exception)))
     return results
 
@@ -367,11 +372,6 @@ def _is_about_token(exc: exceptions.FirebaseError, body: dict[str, Any]) -> bool
 
 def _detail(exc: BaseException | None) -> str | None:
     return None if exc is None else str(exc)[:_DETAIL_MAX_CHARS]
-
-
-def _fingerprint(token: str) -> str:
-    """Registration tokens are credentials for one device: log a stable hash, never the token."""
-    return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def _log_failure(status: DeliveryStatus, code: str, exc: BaseException | None, **fields: object) -> None:

@@ -11,12 +11,12 @@ read_at, push {state: pending|sent|skipped|failed|muted, attempts, next_at, deli
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from storage.clock import utcnow
 from storage.mongo import ASC, DESC, IndexSpec
 
 TAG_SUGGESTIONS = "TAG_SUGGESTIONS"
@@ -38,7 +38,7 @@ class Outbox:
         self, *, key: str, user: str, kind: str, title: str, body: str, data: Mapping[str, str]
     ) -> tuple[dict[str, Any], bool]:
         """Write the event once; the same key again returns the first record and False."""
-        now = datetime.now(UTC)
+        now = utcnow()
         doc: dict[str, Any] = {
             "key": key, "user": user, "kind": kind, "title": title, "body": body, "data": dict(data),
             "created_at": now, "read_at": None,

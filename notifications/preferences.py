@@ -11,13 +11,13 @@ Stored on the user document (`muted: [kind, ...]`, created empty by `UserReposit
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from notifications.outbox import KINDS
+from storage.clock import utcnow
 
 
 class UnknownKind(ValueError):
@@ -57,11 +57,9 @@ class Preferences:
         for attempt in range(2):
             try:
                 await self.users.update_one(
-                    {"_id": user}, {**change, "$setOnInsert": {"created_at": datetime.now(UTC)}}, upsert=True)
+                    {"_id": user}, {**change, "$setOnInsert": {"created_at": utcnow()}}, upsert=True)
                 break
             except DuplicateKeyError:
                 if attempt:
                     raise
-        doc = await self.users.find_one({"_id": user}, {"muted": 1})
-        muted = set((doc or {}).get("muted") or [])
-        return [k for k in KINDS if k in muted]
+        return await self.muted(user)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,8 +19,8 @@ from notifications.devices import Device, DeviceRepository
 from notifications.outbox import Outbox, announce_featured
 from notifications.preferences import Preferences
 from notifications.pubsub import PubSub, Subscription, photo_topic, user_topic
-from storage.pagination import SortKey, after_filter, decode_cursor, encode_cursor
-from storage.photos import Page
+from storage.clock import utcnow
+from storage.pagination import Page, SortKey, read_page
 
 if TYPE_CHECKING:
     from notifications.dispatcher import Dispatcher
@@ -35,15 +34,15 @@ MAX_MARK_READ = 100
 class NotificationService:
     def __init__(
         self, outbox: Outbox, devices: DeviceRepository, preferences: Preferences, pubsub: PubSub,
-        *, max_devices: int,
+        *, max_devices: int, dispatcher: Dispatcher | None = None,
     ) -> None:
         self.outbox = outbox
         self.devices = devices
         self.preferences = preferences
         self.pubsub = pubsub
         self.max_devices = max_devices
-        # Set by the wiring when push is configured; None means push is off (records stay pending).
-        self.dispatcher: Dispatcher | None = None
+        # None when push is off: records stay pending in the outbox and the in-app list still works.
+        self.dispatcher = dispatcher
 
     # --- devices --------------------------------------------------------------------------------
     async def register_device(self, user: str, token: str, platform: str) -> Device:
@@ -59,13 +58,7 @@ class NotificationService:
     # --- the in-app list ------------------------------------------------------------------------
     async def page(self, user: str, *, first: int, after: str | None) -> Page:
         """The user's notifications, newest first. Raises `storage.pagination.InvalidCursor`."""
-        query: dict[str, Any] = {"user": user}
-        if after:
-            query = {"$and": [query, after_filter(decode_cursor(after, NEWEST_FIRST), NEWEST_FIRST)]}
-        docs = await self.outbox.collection.find(query).sort(list(NEWEST_FIRST.fields)).limit(first + 1).to_list(None)
-        has_next = len(docs) > first
-        docs = docs[:first]
-        return Page(docs=docs, cursors=[encode_cursor(d, NEWEST_FIRST) for d in docs], has_next=has_next)
+        return await read_page(self.outbox.collection, {"user": user}, NEWEST_FIRST, first=first, after=after)
 
     async def mark_read(self, user: str, ids: Sequence[ObjectId]) -> int:
         """Mark the user's own unread notifications read; returns how many changed. Ids of other users'
@@ -74,14 +67,11 @@ class NotificationService:
             return 0
         result = await self.outbox.collection.update_many(
             {"_id": {"$in": list(ids)}, "user": user, "read_at": None},
-            {"$set": {"read_at": datetime.now(UTC)}},
+            {"$set": {"read_at": utcnow()}},
         )
         return result.modified_count
 
     # --- preferences ----------------------------------------------------------------------------
-    async def muted(self, user: str) -> list[str]:
-        return await self.preferences.muted(user)
-
     async def mute(self, user: str, kind: str) -> list[str]:
         """Raises `notifications.preferences.UnknownKind`."""
         return await self.preferences.mute(user, kind)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -30,7 +32,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=args.host or settings.host, port=args.port or settings.port, log_config=None,
-        proxy_headers=True, timeout_graceful_shutdown=settings.shutdown_timeout_seconds, ws="websockets-sansio",
+        proxy_headers=True, timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
+        ws="websockets-sansio",
     )
     deadline = ShutdownDeadline(settings.shutdown_deadline_seconds)
 
@@ -101,6 +104,76 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_database(settings: Settings, args: argparse.Namespace) -> int:
+    """The embedded database as a server for other processes (API processes, workers, CLI commands),
+    in the foreground until SIGTERM or SIGINT. Each of them is pointed at the URI it prints, with
+    PHOTODUEL_MONGODB_URI; a fixed port is what lets them be configured before it starts."""
+    from storage.embedded_mongo import EmbeddedMongo, EmbeddedMongoError
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    server = EmbeddedMongo(Path(args.path) if args.path else settings.data_dir / "mongodb", host=args.host,
+                           port=args.port, sync_on_commit=settings.mongodb_sync_on_commit,
+                           stop_grace=settings.mongodb_stop_seconds)
+    try:
+        uri = server.start()
+    except EmbeddedMongoError as exc:
+        print(f"photoduel: {exc}", file=sys.stderr)
+        return 1
+    try:
+        log.info("database.ready", uri=uri, path=str(server.storage_path), pid=server.server_pid)
+        print(uri, flush=True)  # one line on stdout, for scripts that start it and read where it listens
+        while not stop.is_set():
+            code = server.wait(0.5)
+            if code is not None:  # the server died on its own: exit, so a process manager sees it
+                log.error("database.exited", code=code, log=str(server.storage_path / "secantusd.log"))
+                return 1
+        if args.stop_delay > 0:
+            log.info("database.stopping", delay_seconds=args.stop_delay)
+            server.wait(args.stop_delay)
+    finally:
+        server.stop()
+    log.info("database.stopped")
+    return 0
+
+
+def _stores_waited_for(settings: Settings) -> str | None:
+    """Why the configured database and Milvus servers cannot be used yet; None once both answer."""
+    from urllib.parse import urlsplit
+
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    if settings.mongodb_uri:
+        client: MongoClient[dict[str, object]]
+        try:
+            with MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=1000) as client:
+                client.admin.command("ping")
+        except PyMongoError as exc:
+            return f"mongodb: {exc}"
+    milvus = urlsplit(settings.milvus_uri or "")
+    if milvus.hostname:  # a server (not a milvus-lite file): it serves once it accepts connections
+        try:
+            socket.create_connection((milvus.hostname, milvus.port or 19530), timeout=1).close()
+        except OSError as exc:
+            return f"milvus: {exc}"
+    return None
+
+
+def cmd_wait_for_stores(settings: Settings, args: argparse.Namespace) -> int:
+    """Until the configured MongoDB and Milvus servers answer: a process manager that starts every
+    process at once (honcho) runs this before an API process or a worker, so none of them fails its
+    start on a database that is still starting. Exit status 1 at the timeout."""
+    deadline = time.monotonic() + args.timeout
+    while (reason := _stores_waited_for(settings)) is not None:
+        if time.monotonic() > deadline:
+            print(f"photoduel: stores not answering after {args.timeout:g}s: {reason}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    return 0
+
+
 def cmd_export_schema(settings: Settings, args: argparse.Namespace) -> int:
     from api.schema import export_sdl
 
@@ -120,6 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a job worker only")
     worker.set_defaults(func=cmd_worker)
+
+    database = sub.add_parser(
+        "database", help="run the embedded database (SecantusDB) in the foreground as a server for other processes",
+    )
+    database.add_argument("--host", default="127.0.0.1",
+                          help="address to bind (it has no authentication: keep it on loopback or a private network)")
+    database.add_argument("--port", type=int, default=27017)
+    database.add_argument("--path", default=None, help="data directory (default: <PHOTODUEL_DATA_DIR>/mongodb)")
+    database.add_argument(
+        "--stop-delay", type=float, default=0.0,
+        help="seconds to keep serving after SIGTERM/SIGINT: a process manager that stops every process at once "
+             "(honcho) then lets the API processes and workers close their connections before the database goes",
+    )
+    database.set_defaults(func=cmd_database)
+
+    wait = sub.add_parser("wait-for-stores",
+                          help="wait until PHOTODUEL_MONGODB_URI and PHOTODUEL_MILVUS_URI answer (before serve/worker)")
+    wait.add_argument("--timeout", type=float, default=120.0)
+    wait.set_defaults(func=cmd_wait_for_stores)
 
     schema = sub.add_parser("export-schema", help="write the GraphQL SDL (schema.graphql)")
     schema.add_argument("--output", default="schema.graphql")

@@ -27,17 +27,19 @@ async def import_directory(settings: Settings, directory: Path, owner: str, *, p
     bytes, same owner) is skipped, so an interrupted import is simply run again."""
     from ml.images import ImageRejected
     from photoduel.services import open_services
+    from photos.upload_rules import UploadArgumentError
 
     counts = {"imported": 0, "skipped": 0, "rejected": 0}
     files = _image_files(directory)
     async with open_services(settings, run_worker=process, load_model=process) as services:
         for path in tqdm(files, desc="importing", unit="photo"):
             try:
+                title = services.uploads.rules.title(path.stem)
                 result = await services.uploads.upload(owner, path.read_bytes(), declared_type=None,
-                                                       filename=path.name, title=path.stem)
-            except ImageRejected as exc:
+                                                       filename=path.name, title=title)
+            except (ImageRejected, UploadArgumentError) as exc:
                 counts["rejected"] += 1
-                log.warning("import.rejected", file=str(path), reason=exc.reason, error=str(exc))
+                log.warning("import.rejected", file=str(path), reason=getattr(exc, "reason", None), error=str(exc))
                 continue
             counts["imported" if result.created else "skipped"] += 1
         if process:
@@ -88,7 +90,7 @@ async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]
 async def import_celebrities(settings: Settings, directory: Path) -> dict[str, int]:
     """One folder per person (the folder name is the name), each with photos of exactly that person.
     A person whose photos are rejected is reported and skipped; the others are enrolled."""
-    from ml.pipelines.celebrities import EnrolmentRejected, enrol_celebrity
+    from ml.pipelines.celebrity_enrolment import EnrolmentRejected, enrol_celebrity
     from photoduel.services import open_services
 
     counts = {"enrolled": 0, "rejected": 0}
@@ -98,8 +100,8 @@ async def import_celebrities(settings: Settings, directory: Path) -> dict[str, i
             files = [(p.read_bytes(), None) for p in _image_files(folder)]
             try:
                 await enrol_celebrity(services.gallery, services.faces, services.photos, services.jobs,
-                                      name=folder.name, files=files, max_bytes=settings.max_upload_bytes,
-                                      max_pixels=settings.max_upload_pixels, by="cli")
+                                      name=folder.name, files=files, decode=services.uploads.rules.decode,
+                                      by="cli")
                 counts["enrolled"] += 1
             except (EnrolmentRejected, ValueError) as exc:
                 counts["rejected"] += 1

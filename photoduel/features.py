@@ -1,37 +1,37 @@
-"""The features plugged into the shared wiring: their job handlers, indexes and background tasks.
+"""What runs in a process, started from the container: job handlers, start-up chores, background tasks.
 
-Kept in one place so `open_services` stays the same whatever features exist, and a reader sees at a
-glance which job kinds a worker runs.
+Kept in one place so a reader sees at a glance which job kinds a worker runs and what each process
+keeps running beside its requests, and in which order it starts and stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 
 from gaming.duels.records import initial_rating_fields
-from ml.pipelines.celebrities import FACES, FacesHandler, enqueue_faces
-from ml.pipelines.ingest import IngestConfig, IngestHandler, flag_short_lists
-from ml.pipelines.upload import INGEST
-from notifications.devices import DEVICE_INDEXES, DeviceRepository
-from notifications.dispatcher import Dispatcher
-from notifications.fcm import FcmSender
-from notifications.outbox import OUTBOX_INDEXES, announce_featured
-from notifications.preferences import Preferences
-from notifications.pubsub import PubSub
-from notifications.service import NotificationService
+from ml.pipelines.celebrity_job import FACES, FacesHandler, enqueue_faces
+from ml.pipelines.ingest import IngestConfig, IngestHandler
+from notifications.devices import DEVICE_INDEXES
+from notifications.outbox import OUTBOX_INDEXES
+from photoduel.container import Services
+from photoduel.worker import JobHandler, Worker
+from storage.job_kinds import INGEST
 from storage.mongo import ensure_indexes
-
-if TYPE_CHECKING:
-    from photoduel.services import Services
-    from photoduel.settings import Settings
-    from photoduel.worker import JobHandler
+from storage.neighbours import NeighbourListParams
 
 log = structlog.get_logger(__name__)
+
+ReadyHook = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+def job_handlers(services: Services) -> dict[str, JobHandler]:
+    """Job handlers by kind, in priority order: an ingest batch goes before any face check."""
+    return {INGEST: ingest_handler(services), FACES: faces_handler(services)}
 
 
 def ingest_handler(services: Services) -> IngestHandler:
@@ -43,11 +43,18 @@ def ingest_handler(services: Services) -> IngestHandler:
         initial_rating=lambda quality: initial_rating_fields(quality, services.rating_env),
         before_batch=[refresh_vocabulary(services)],
         after_ready=[queue_face_checks(services), offer_to_matchmaking(services)],
-        on_announced=services.notifications.announced if services.notifications is not None else None,
+        on_announced=services.notifications.announced,
     )
 
 
-def refresh_vocabulary(services: Services):  # type: ignore[no-untyped-def]
+def faces_handler(services: Services) -> FacesHandler:
+    return FacesHandler(services.photos, services.blobs, services.vectors, services.faces, services.recognizer,
+                        batch_size=services.settings.worker_batch_size)
+
+
+def refresh_vocabulary(services: Services) -> Callable[[], Awaitable[None]]:
+    """Tags an admin added since the last batch join the tagger's vocabulary before the next one."""
+
     async def refresh() -> None:
         extra = await services.vocabulary.extra_tags()
         services.analyzer.set_vocabulary(services.analyzer.base_vocabulary.with_tags(extra))
@@ -55,7 +62,7 @@ def refresh_vocabulary(services: Services):  # type: ignore[no-untyped-def]
     return refresh
 
 
-def queue_face_checks(services: Services):  # type: ignore[no-untyped-def]
+def queue_face_checks(services: Services) -> ReadyHook:
     async def queue(ready: list[dict[str, Any]]) -> None:
         await enqueue_faces(services.jobs, [d["_id"] for d in ready])
         services.wake_worker()
@@ -63,7 +70,7 @@ def queue_face_checks(services: Services):  # type: ignore[no-untyped-def]
     return queue
 
 
-def offer_to_matchmaking(services: Services):  # type: ignore[no-untyped-def]
+def offer_to_matchmaking(services: Services) -> ReadyHook:
     """New READY photos join this process's duel catalogue at once (other processes poll for them)."""
 
     async def offer(ready: list[dict[str, Any]]) -> None:
@@ -73,89 +80,72 @@ def offer_to_matchmaking(services: Services):  # type: ignore[no-untyped-def]
     return offer
 
 
-def job_handlers(services: Services) -> dict[str, JobHandler]:
-    return {
-        INGEST: ingest_handler(services),
-        FACES: FacesHandler(services.photos, services.blobs, services.vectors, services.faces,
-                            services.recognizer, batch_size=services.settings.worker_batch_size),
-    }
-
-
-async def start_features(services: Services, *, chores: bool = True) -> None:
-    """`chores=False` for a read-only maintenance command: no start-up fixes, no background tasks."""
-    await ensure_indexes(services.db, [*OUTBOX_INDEXES, *DEVICE_INDEXES])
-    if not chores:
-        return
-    await flag_short_lists(services.db, services.settings.neighbours_k)
-    await services.uploads.requeue_orphans()
-    await start_notifications(services)
-    # Ratings for matchmaking and vote results follow the projector's batches from here on.
-    await services.feed.start_from_last()
-    services.feed.subscribe(services.catalogue.apply_batch)
-    services.feed.start()
-
-
-async def stop_features(services: Services) -> None:
-    task = services.extras.pop("maintenance", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await services.feed.stop()
-    await services.catalogue.stop()
-    await stop_notifications(services)
+def build_worker(services: Services) -> Worker:
+    settings = services.settings
+    return Worker(
+        services.jobs, job_handlers(services), lease_seconds=settings.job_lease_seconds,
+        max_attempts=settings.job_max_attempts, retry_base_seconds=settings.job_retry_base_seconds,
+        poll_seconds=settings.worker_poll_seconds, concurrency=settings.worker_concurrency,
+        wake=services.job_doorbell,
+    )
 
 
 async def periodic_maintenance(services: Services) -> None:
     """Promotion chores, in worker processes only: re-fit the celebrity offset from the vote log, and
     announce photos that entered a featured set. (Votes need no recovery chore: the rating projector
     applies every logged vote, whichever process logged it.)"""
-
-    async def announce(photo: dict[str, Any]) -> None:
-        record, created = await announce_featured(services.outbox, photo)
-        if created and services.notifications is not None:
-            await services.notifications.announced(record)
-
     while True:
         try:
-            await services.fame.refit(min_new_votes=services.settings.celebrity_refit_votes)
-            await services.promotion.announce_newly_featured(announce)
+            await services.celebrity_offset.refit(min_new_votes=services.settings.celebrity_refit_votes)
+            await services.promotion.announce_newly_featured(services.notifications.announce_featured)
         except Exception:
             log.exception("maintenance.failed")
         await asyncio.sleep(services.settings.maintenance_seconds)
 
 
-def start_periodic(services: Services) -> None:
-    """Called by open_services once the worker runs."""
-    services.extras["maintenance"] = asyncio.create_task(periodic_maintenance(services), name="maintenance")
+async def start_up_chores(services: Services) -> None:
+    """Fixes a crash may have left: short-list flags for the current k, uploads whose job was never queued."""
+    await services.photos.flag_short_lists(services.settings.neighbours_k, NeighbourListParams(services.db))
+    await services.uploads.requeue_orphans()
 
 
-async def start_notifications(services: Services) -> None:
-    """The notification service always (the outbox and in-app list work without push); the push
-    dispatcher only with FCM credentials. Any number of processes may run a dispatcher (leases)."""
-    devices = DeviceRepository(services.db)
-    preferences = Preferences(services.db)
-    service = NotificationService(services.outbox, devices, preferences, PubSub(),
-                                  max_devices=services.settings.max_devices_per_user)
-    services.notifications = service
-    sender = push_sender(services.settings)
-    if sender is None:
-        log.warning("push disabled: no PHOTODUEL_FIREBASE_CREDENTIALS; notifications are recorded, not pushed")
-        return
-    service.dispatcher = Dispatcher(services.outbox, devices, preferences, sender)
-    service.dispatcher.start()
+@contextlib.asynccontextmanager
+async def running(
+    services: Services, *, run_worker: bool, run_projector: bool, load_model: bool, chores: bool,
+) -> AsyncIterator[None]:
+    """Start what this process runs beside its requests; stop it all, in reverse order, on the way out.
 
-
-def push_sender(settings: Settings) -> FcmSender | None:
-    if settings.firebase_credentials is None:
-        return None
-    # A unique App name: firebase-admin refuses two Apps with one name (several services per process in tests).
-    return FcmSender(project_id=settings.firebase_project_id, credentials_path=settings.firebase_credentials,
-                     fcm_base_url=settings.fcm_url, app_name=f"photoduel-fcm-{uuid.uuid4().hex[:8]}")
-
-
-async def stop_notifications(services: Services) -> None:
-    dispatcher = services.notifications.dispatcher if services.notifications is not None else None
-    if dispatcher is not None:
-        await dispatcher.stop()
-        await dispatcher.sender.aclose()
+    `chores=False` for read-only maintenance commands: no start-up fixes and no background tasks.
+    """
+    await ensure_indexes(services.db, [*OUTBOX_INDEXES, *DEVICE_INDEXES])
+    worker = build_worker(services) if run_worker else None
+    try:
+        if chores:
+            await start_up_chores(services)
+            if services.notifications.dispatcher is None:
+                log.warning("push disabled: no PHOTODUEL_FIREBASE_CREDENTIALS; notifications are recorded, not pushed")
+            else:
+                services.notifications.dispatcher.start()
+            # Ratings for matchmaking and vote results follow the projector's batches from here on.
+            await services.feed.start_from_last()
+            services.feed.subscribe(services.catalogue.apply_batch)
+            services.feed.start()
+        if load_model:
+            services.models.start()
+        if run_projector:
+            services.projector.start()
+        if worker is not None:
+            worker.start()
+            services.maintenance.start(periodic_maintenance(services))
+        yield
+    finally:
+        if worker is not None:
+            await worker.stop()
+        await services.maintenance.stop()
+        await services.projector.stop()
+        await services.feed.stop()
+        await services.catalogue.stop()
+        if services.notifications.dispatcher is not None:
+            await services.notifications.dispatcher.stop()
+            await services.notifications.dispatcher.sender.aclose()
+        await services.models.stop()

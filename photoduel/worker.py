@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
 
+from storage.background import BackgroundTask, pause
+from storage.backoff import backoff_seconds
 from storage.jobs import PARKED, Defer, Done, Job, JobQueue, Outcome, Retry
+from storage.leases import process_id
 
 __all__ = ["Defer", "Done", "JobHandler", "Outcome", "Retry", "Worker"]
 
 log = structlog.get_logger(__name__)
 
-
+# The longest a failed job waits before its next attempt.
+RETRY_CAP_SECONDS = 600.0
 
 
 class JobHandler(Protocol):
@@ -39,16 +41,6 @@ class JobHandler(Protocol):
         ...
 
 
-def retry_delay(attempt: int, *, base: float, cap: float = 600.0, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter, so failing jobs do not retry in lock-step."""
-    rng = rng or random.Random()
-    return rng.uniform(0, min(cap, base * (2 ** max(0, attempt - 1))))
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 16):04x}"
-
-
 class Worker:
     def __init__(
         self,
@@ -61,18 +53,22 @@ class Worker:
         poll_seconds: float,
         worker_id: str | None = None,
         concurrency: int = 1,
+        wake: asyncio.Event | None = None,
     ) -> None:
+        """`wake`: set by whoever enqueues in this process (the upload service, the ingest job's face
+        checks), so a new job starts at once rather than at the next poll."""
         self.queue = queue
         self.handlers = dict(handlers)
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
         self.poll_seconds = poll_seconds
-        self.worker_id = worker_id or default_worker_id()
+        self.worker_id = worker_id or process_id()
         self.concurrency = max(1, concurrency)
+        self.rng = random.Random()
         self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[Any] | None = None
+        self._wake = wake or asyncio.Event()
+        self._task = BackgroundTask(f"worker {self.worker_id}")
         self._in_flight: dict[int, list[Job]] = {}
 
     def start(self) -> None:
@@ -82,27 +78,16 @@ class Worker:
         one pass at a time), the other decodes its photos, writes its results and settles its jobs.
         """
         loops = [self.run(loop) for loop in range(self.concurrency)]
-        self._task = asyncio.create_task(self._run_all(loops), name=f"worker {self.worker_id}")
+        self._task.start(self._run_all(loops))
 
     @staticmethod
     async def _run_all(loops: list[Any]) -> None:
         await asyncio.gather(*loops)
 
-    def wake(self) -> None:
-        """Called after an enqueue in this process, so a new job does not wait for the next poll."""
-        self._wake.set()
-
     async def stop(self, grace_seconds: float = 30.0) -> None:
         self._stopping.set()
         self._wake.set()
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop(grace_seconds=grace_seconds)
         in_flight = [job for jobs in self._in_flight.values() for job in jobs]
         if in_flight:
             released = await self.queue.release(in_flight, self.worker_id)
@@ -118,9 +103,7 @@ class Worker:
                 log.exception("worker.loop_error", worker=self.worker_id)
                 worked = False
             if not worked:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                await pause(self._wake, self.poll_seconds)
         log.info("worker.stopped", worker=self.worker_id, loop=loop)
 
     async def run_once(self, loop: int = 0) -> bool:
@@ -174,7 +157,8 @@ class Worker:
             await self.queue.defer(job, self.worker_id, delay=outcome.delay, reason=outcome.reason)
             log.info("job.deferred", job=str(job.id), kind=job.kind, reason=outcome.reason)
         else:
-            delay = retry_delay(job.attempts, base=self.retry_base_seconds)
+            delay = backoff_seconds(max(1, job.attempts), base=self.retry_base_seconds, cap=RETRY_CAP_SECONDS,
+                                    rng=self.rng)
             state = await self.queue.fail(
                 job, self.worker_id, outcome.error, max_attempts=self.max_attempts, retry_in=delay
             )

@@ -50,7 +50,8 @@ class BlobStore:
             object.__setattr__(stream, "_ensured_index", True)
         async with stream:
             await stream.write(data)
-        return stream._id
+        file_id: ObjectId = stream._id
+        return file_id
 
     async def get(self, blob_id: ObjectId) -> bytes:
         # Chunks are read batch by batch, each batch under the client's deadline.

@@ -189,6 +189,7 @@ class EmbeddedMongo:
                         " not named by its pidfile; stop it)") if others else ""
                 raise EmbeddedMongoError(f"{EXECUTABLE} exited with {code}{hint}; see {log_path}")
             try:
+                client: MongoClient[dict[str, Any]]
                 with MongoClient(self.uri, serverSelectionTimeoutMS=500) as client:
                     client.admin.command("ping")
                 return self.uri
@@ -253,6 +254,16 @@ class EmbeddedMongo:
             raise EmbeddedMongoError(f"could not stop the stale {EXECUTABLE} pid {pid} on {self.storage_path}")
         log.warning("mongodb.embedded_stale_stopped", pid=pid, path=str(self.storage_path))
         self.pidfile.unlink(missing_ok=True)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status once the server has ended on its own (its guard exits with it), or None while
+        it still runs after `timeout` seconds: how a foreground `photoduel database` notices it died."""
+        if self._guard is None:
+            return None
+        try:
+            return self._guard.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self, timeout: float | None = None) -> None:
         """Close the guard's pipe (it stops the server: SIGTERM, then SIGKILL after the grace) and wait."""

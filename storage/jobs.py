@@ -12,10 +12,9 @@ the worker that took over: each job completes exactly once.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -24,12 +23,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from storage.base import journaled
+from storage.clock import utcnow
+from storage.leases import Grant, LeaseFields
 
 QUEUED, LEASED, DONE, PARKED = "queued", "leased", "done", "parked"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+LEASE = LeaseFields()
 
 
 @dataclass(frozen=True)
@@ -99,12 +97,12 @@ class JobQueue:
             jobs = journaled(jobs)
         try:
             result = await jobs.insert_one(doc)
-            return result.inserted_id
+            return ObjectId(result.inserted_id)
         except DuplicateKeyError:
             existing = await self._jobs.find_one({"key": key}, {"_id": 1})
             if existing is None:  # pragma: no cover - deleted between the two calls
                 raise
-            return existing["_id"]
+            return ObjectId(existing["_id"])
 
     async def requeue_key(self, kind: str, payload: Mapping[str, Any], *, key: str) -> ObjectId:
         """Run a keyed job again (e.g. re-check after a gallery change), whatever state it ended in."""
@@ -116,7 +114,7 @@ class JobQueue:
             return_document=ReturnDocument.AFTER,
         )
         if doc is not None:
-            return doc["_id"]
+            return ObjectId(doc["_id"])
         return await self.enqueue(kind, payload, key=key)
 
     async def lease(
@@ -136,7 +134,7 @@ class JobQueue:
             # `$or` by scanning the whole collection, and done jobs stay in it.
             kinds_in = {"$in": list(kinds)}
             runnable = [{"kind": kinds_in, "state": QUEUED, "run_at": {"$lte": now}},
-                        {"kind": kinds_in, "state": LEASED, "lease_expires": {"$lt": now}}]
+                        {"kind": kinds_in, "state": LEASED, **LEASE.expired(now)}]
             found = [(query, d["_id"], d["run_at"]) for query in runnable
                      for d in await self._jobs.find(query, {"_id": 1, "run_at": 1}).sort("run_at", 1)
                      .limit(limit - len(jobs)).to_list(None)]
@@ -144,22 +142,17 @@ class JobQueue:
             if not found:
                 break
             candidates = [job_id for _, job_id, _ in found]
-            token = secrets.token_hex(8)
+            grant = Grant.new(worker_id, seconds=lease_seconds, now=now)
             for query in runnable:
                 ids = [job_id for q, job_id, _ in found if q is query]
                 if ids:
                     await self._jobs.update_many(
                         {**query, "_id": {"$in": ids}},
-                        {
-                            "$set": {
-                                "state": LEASED, "lease_owner": worker_id, "lease_token": token,
-                                "lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now,
-                            },
-                            "$inc": {"attempts": 1},
-                        },
+                        {"$set": {"state": LEASED, **LEASE.grant(grant), "updated_at": now},
+                         "$inc": {"attempts": 1}},
                     )
             claimed = await self._jobs.find(
-                {"_id": {"$in": candidates}, "lease_owner": worker_id, "lease_token": token}
+                {"_id": {"$in": candidates}, **LEASE.held(worker_id, grant.token)}
             ).sort("run_at", 1).to_list(None)
             jobs.extend(Job.from_doc(doc) for doc in claimed)
             if len(claimed) == len(candidates) or len(jobs) >= limit:
@@ -167,7 +160,7 @@ class JobQueue:
         return jobs
 
     def _owned(self, job: Job, worker_id: str) -> dict[str, Any]:
-        return {"_id": job.id, "state": LEASED, "lease_owner": worker_id, "lease_token": job.lease_token}
+        return {"_id": job.id, "state": LEASED, **LEASE.held(worker_id, job.lease_token)}
 
     async def heartbeat(self, jobs: Sequence[Job], worker_id: str, *, lease_seconds: float) -> int:
         """Extend the leases this worker still owns; returns how many it still owns."""
@@ -175,9 +168,9 @@ class JobQueue:
             return 0
         now = utcnow()
         result = await self._jobs.update_many(
-            {"_id": {"$in": [j.id for j in jobs]}, "state": LEASED, "lease_owner": worker_id,
-             "lease_token": {"$in": [j.lease_token for j in jobs]}},
-            {"$set": {"lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now}},
+            {"_id": {"$in": [j.id for j in jobs]}, "state": LEASED, LEASE.owner: worker_id,
+             LEASE.token: {"$in": [j.lease_token for j in jobs]}},
+            {"$set": {**LEASE.extended(seconds=lease_seconds, now=now), "updated_at": now}},
         )
         return result.modified_count
 
@@ -193,7 +186,7 @@ class JobQueue:
         result = await self._jobs.bulk_write([
             UpdateOne(self._owned(job, worker_id),
                       {"$set": {"state": DONE, "completed_at": now, "updated_at": now, "result": dict(outcome)},
-                       "$unset": {"lease_expires": ""}})
+                       "$unset": {LEASE.expires: ""}})
             for job, outcome in done
         ], ordered=False)
         return result.modified_count
@@ -209,7 +202,7 @@ class JobQueue:
                      "run_at": now + timedelta(seconds=0 if park else retry_in)},
             "$push": {"errors": {"$each": [{"at": now, "attempt": job.attempts, "error": error[:2000]}],
                                  "$slice": -20}},
-            "$unset": {"lease_expires": ""},
+            "$unset": {LEASE.expires: ""},
         }
         res = await self._jobs.update_one(self._owned(job, worker_id), update)
         if res.modified_count != 1:
@@ -223,7 +216,7 @@ class JobQueue:
             self._owned(job, worker_id),
             {"$set": {"state": QUEUED, "run_at": now + timedelta(seconds=delay), "updated_at": now,
                       "deferred_reason": reason},
-             "$inc": {"attempts": -1}, "$unset": {"lease_expires": ""}},
+             "$inc": {"attempts": -1}, "$unset": {LEASE.expires: ""}},
         )
         return res.modified_count == 1
 
@@ -235,17 +228,8 @@ class JobQueue:
                 released += 1
         return released
 
-    async def get(self, job_id: ObjectId) -> dict[str, Any] | None:
-        return await self._jobs.find_one({"_id": job_id})
-
     async def parked(self, *, limit: int = 100) -> list[dict[str, Any]]:
         return await self._jobs.find({"state": PARKED}).sort("updated_at", -1).to_list(limit)
 
     async def pending(self, kind: str) -> int:
         return await self._jobs.count_documents({"kind": kind, "state": {"$in": [QUEUED, LEASED]}})
-
-    async def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        async for row in await self._jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
-            counts[str(row["_id"])] = int(row["n"])
-        return counts

@@ -1,4 +1,5 @@
-"""Keyset pagination for Relay connections.
+"""Keyset pagination for Relay connections: every paginated list (photos, leaderboards, notifications)
+reads its pages with `read_page`.
 
 A cursor encodes the sort key of the last row seen, never an offset: pages stay stable while photos
 are uploaded or re-rated, and the query uses the index instead of skipping rows.
@@ -14,10 +15,20 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
+
+from storage.base import Doc
 
 
 class InvalidCursor(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Page:
+    docs: list[Doc]
+    cursors: list[str]
+    has_next: bool
 
 
 @dataclass(frozen=True)
@@ -76,3 +87,15 @@ def after_filter(values: Sequence[Any], sort: SortKey) -> dict[str, Any]:
         clause[name] = {"$lt" if direction < 0 else "$gt": values[i]}
         clauses.append(clause)
     return {"$or": clauses}
+
+
+async def read_page(
+    collection: AsyncCollection[Doc], query: Doc, sort: SortKey, *, first: int, after: str | None
+) -> Page:
+    """One Relay page: `first` rows strictly after the cursor, plus whether more follow (one extra row is
+    read to know). Raises `InvalidCursor`."""
+    if after:
+        query = {"$and": [query, after_filter(decode_cursor(after, sort), sort)]}
+    docs = await collection.find(query).sort(list(sort.fields)).limit(first + 1).to_list(None)
+    page = docs[:first]
+    return Page(docs=page, cursors=[encode_cursor(d, sort) for d in page], has_next=len(docs) > first)

@@ -6,29 +6,41 @@ Document shape (fields appear as the pipeline fills them):
   renditions {variant: {width, height, etag}}, created_at, updated_at,
   category, category_score, tags [accepted], rejected_tags, suggestions [{tag, score, source}],
   quality {score, aesthetic, sharpness, exposure, noise, resolution},
-  neighbours [{id, similarity}] (nearest READY photos, found once at ingest), duplicate_of,
-  vector_collection, ready_at, rating {mu, sigma, conservative, score, votes, wins, losses, draws},
+  neighbours [{id, similarity}] and neighbours_short (the kept neighbour lists: `storage.neighbours`),
+  duplicate_of, vector_collection, ready_at, ingest_token (which ingest batch wrote READY), featured_at,
+  rating {mu, sigma, conservative, score, votes, wins, losses, draws},
   rating_seq (the rating batch that wrote `rating` last), faces_count, celebrity {people [...]}.
 
 `rating` is written by ingest (the prior, at READY) and afterwards only by the rating projector
 (`write_ratings`), one writer per field, so no transaction is needed around it.
+
+This repository is the only code that reads or writes the collection: every filter on it is written
+here, so an index in `storage.mongo` can be checked against the queries that need it in one file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import structlog
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.base import Doc, Repository, journaled
-from storage.pagination import SortKey, after_filter, decode_cursor, encode_cursor
+from storage.clock import utcnow as now
+from storage.mongo import long_work
+from storage.neighbours import NeighbourListParams, list_update, merged_list, short_flag_stage
+from storage.pagination import Page, SortKey, read_page
+
+log = structlog.get_logger(__name__)
 
 PROCESSING, READY, FAILED = "PROCESSING", "READY", "FAILED"
+MAX_TAGS_PER_PHOTO = 30
 # Documents per round trip for whole-collection reads: each round trip has its own deadline.
 SCAN_BATCH = 5000
 
@@ -38,14 +50,58 @@ BEST = SortKey((("rating.conservative", -1), ("_id", -1)))
 
 
 @dataclass(frozen=True)
-class Page:
-    docs: list[Doc]
-    cursors: list[str]
-    has_next: bool
+class Settled:
+    """READY photos rated enough to promote: at least `min_votes` votes, sigma at most `max_sigma`,
+    optionally of one category and uploaded since a moment."""
+
+    min_votes: int
+    max_sigma: float
+    category: str | None = None
+    since: datetime | None = None
+
+    def query(self) -> Doc:
+        query: Doc = {"status": READY, "rating.votes": {"$gte": self.min_votes},
+                      "rating.sigma": {"$lte": self.max_sigma}}
+        if self.category:
+            query["category"] = self.category
+        if self.since is not None:
+            query["created_at"] = {"$gte": self.since}
+        return query
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True)
+class ReadyFields:
+    """What ingest found for a photo, written with its PROCESSING -> READY transition."""
+
+    category: str
+    category_score: float
+    suggestions: list[Doc]  # [{tag, score, source}], best first
+    quality: Doc
+    neighbours: list[Doc]  # the kept list at ingest, merged with offers that arrived meanwhile
+    duplicate_of: ObjectId | None
+    vector_collection: str
+    rating: Doc  # the prior
+
+    def doc(self, at: datetime) -> Doc:
+        """The fields as stored, with the READY status and stamp."""
+        return {"status": READY, "category": self.category, "category_score": self.category_score,
+                "suggestions": self.suggestions, "quality": self.quality, "neighbours": self.neighbours,
+                "duplicate_of": self.duplicate_of, "vector_collection": self.vector_collection,
+                "rating": self.rating, "ready_at": at, "updated_at": at}
+
+
+@dataclass(frozen=True)
+class ReadyWrites:
+    """The outcome of a batch's READY writes: the photos it made READY (not those another worker
+    finished first) and those whose write failed, with the reason."""
+
+    mine: set[ObjectId]
+    at: datetime
+    failed: dict[ObjectId, str] = field(default_factory=dict)
+
+
+class TagLimitExceeded(ValueError):
+    pass
 
 
 class PhotoRepository(Repository):
@@ -73,17 +129,180 @@ class PhotoRepository(Repository):
             {"_id": photo_id}, update, return_document=ReturnDocument.AFTER
         )
 
-    async def page(
-        self, query: Doc, sort: SortKey, *, first: int, after: str | None
-    ) -> Page:
-        """One Relay page: `first` rows strictly after the cursor, plus whether more follow."""
-        if after:
-            query = {"$and": [query, after_filter(decode_cursor(after, sort), sort)]}
-        docs = await self.collection.find(query).sort(list(sort.fields)).limit(first + 1).to_list(None)
-        has_next = len(docs) > first
-        docs = docs[:first]
-        return Page(docs=docs, cursors=[encode_cursor(d, sort) for d in docs], has_next=has_next)
+    async def _page(self, query: Doc, sort: SortKey, *, first: int, after: str | None) -> Page:
+        return await read_page(self.collection, query, sort, first=first, after=after)
 
+    # --- public reads -------------------------------------------------------------------------------
+
+    async def browse(self, sort: SortKey, *, tag: str | None = None, category: str | None = None,
+                     first: int, after: str | None) -> Page:
+        """READY photos, optionally with a tag or of a category; raises InvalidCursor. Sorted by rating,
+        only rated photos (a photo without a rating has no place in that order)."""
+        query: Doc = {"status": READY}
+        if tag:
+            query["tags"] = tag
+        if category:
+            query["category"] = category
+        if sort == BEST:
+            query["rating.conservative"] = {"$exists": True}
+        return await self._page(query, sort, first=first, after=after)
+
+    async def ready_many(self, ids: Sequence[ObjectId]) -> list[Doc]:
+        """The READY photos among `ids`, in their order (others are not public)."""
+        return [d for d in await self.get_many(ids) if d is not None and d["status"] == READY]
+
+    async def settled_page(self, settled: Settled, *, first: int, after: str | None) -> Page:
+        """A leaderboard page: settled photos, best conservative skill first."""
+        return await self._page(settled.query(), BEST, first=first, after=after)
+
+    async def best_settled(self, settled: Settled, *, limit: int) -> list[Doc]:
+        return await self.find(settled.query(), sort=BEST.fields, limit=limit)
+
+    async def settled_categories(self, settled: Settled) -> list[str | None]:
+        return list(await self.collection.distinct("category", settled.query()))
+
+    async def count_settled(self, settled: Settled) -> int:
+        return await self.collection.count_documents(settled.query())
+
+    async def mark_featured(self, photo_id: ObjectId) -> bool:
+        """Stamp `featured_at` once; True only for the call that set it (the one that announces)."""
+        result = await self.collection.update_one({"_id": photo_id, "featured_at": {"$exists": False}},
+                                                  {"$set": {"featured_at": now()}})
+        return result.modified_count == 1
+
+    # --- the duel catalogue's scans -----------------------------------------------------------------
+
+    async def rated_ready(self, fields: Sequence[str], *, batch_size: int = SCAN_BATCH) -> AsyncIterator[Doc]:
+        """Every READY, rated photo (only `fields`), `batch_size` documents per round trip."""
+        async for doc in self.collection.find({"status": READY, "rating": {"$exists": True}},
+                                              dict.fromkeys(fields, 1), batch_size=batch_size):
+            yield doc
+
+    async def ready_since(self, since: datetime, fields: Sequence[str]) -> AsyncIterator[Doc]:
+        """Photos whose READY write is stamped at or after `since` (only `fields` and the status)."""
+        async for doc in self.collection.find({"ready_at": {"$gte": since}},
+                                              dict.fromkeys([*fields, "status"], 1)):
+            yield doc
+
+    # --- tags ---------------------------------------------------------------------------------------
+
+    async def accept_tags(self, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
+        """Accepted tags make the photo findable by tag and feed neighbours' suggestions; raises
+        TagLimitExceeded past MAX_TAGS_PER_PHOTO."""
+        doc = await self.get(photo_id)
+        if doc is None:
+            return None
+        merged = list(dict.fromkeys([*doc.get("tags", []), *tags]))
+        if len(merged) > MAX_TAGS_PER_PHOTO:
+            raise TagLimitExceeded(f"a photo has at most {MAX_TAGS_PER_PHOTO} tags")
+        return await self.collection.find_one_and_update(
+            {"_id": photo_id},
+            {"$addToSet": {"tags": {"$each": list(tags)}}, "$pull": {"rejected_tags": {"$in": list(tags)}},
+             "$set": {"updated_at": now()}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def reject_tags(self, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
+        return await self.collection.find_one_and_update(
+            {"_id": photo_id},
+            {"$addToSet": {"rejected_tags": {"$each": list(tags)}}, "$pull": {"tags": {"$in": list(tags)}},
+             "$set": {"updated_at": now()}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    # --- ingest: status transitions and neighbour lists ---------------------------------------------
+
+    async def mark_ready(self, ready: Sequence[tuple[ObjectId, ReadyFields]], k: int) -> ReadyWrites:
+        """A batch's PROCESSING -> READY writes in one round trip.
+
+        Each write is conditional on PROCESSING, so a photo another worker finished first is left alone;
+        when not every write matched, the batch's `ingest_token` tells which ones were ours. Each is a
+        pipeline update, so the kept list merges with offers that arrived while the photo was processed
+        (a concurrent batch that saw it in the vector index) instead of overwriting them.
+        """
+        token = secrets.token_hex(8)
+        stamp = now()
+        operations = []
+        for photo_id, fields in ready:
+            values = {**fields.doc(stamp), "ingest_token": token}
+            kept = values.pop("neighbours")
+            operations.append(UpdateOne(
+                {"_id": photo_id, "status": PROCESSING},
+                [{"$set": {**{key: {"$literal": value} for key, value in values.items()},
+                           "neighbours": merged_list(kept, k)}}, short_flag_stage(k)],
+            ))
+        ids = [photo_id for photo_id, _ in ready]
+        failed: dict[ObjectId, str] = {}
+        try:
+            matched = (await self.collection.bulk_write(operations, ordered=False)).matched_count
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                failed[ids[error["index"]]] = f"READY write failed: {error.get('errmsg', error)}"
+            matched = -1
+        if matched == len(ids):
+            return ReadyWrites(mine=set(ids), at=stamp)
+        mine = {d["_id"] async for d in self.collection.find({"_id": {"$in": ids}, "ingest_token": token},
+                                                             {"_id": 1})}
+        return ReadyWrites(mine=mine, at=stamp, failed=failed)
+
+    async def mark_failed(self, photo_id: ObjectId, reason: str) -> bool:
+        """PROCESSING -> FAILED with the reason (shortened: it is shown to the owner)."""
+        stamp = now()
+        result = await self.collection.update_one(
+            {"_id": photo_id, "status": PROCESSING},
+            {"$set": {"status": FAILED, "failure": {"reason": reason[:500], "at": stamp}, "updated_at": stamp}},
+        )
+        return result.modified_count == 1
+
+    async def offer_neighbours(self, offers: Mapping[ObjectId, Sequence[Doc]], k: int) -> None:
+        """Merge entries into photos' kept lists (photo id -> entries offered to its list): one atomic
+        pipeline update per list, all in one round trip. Repeating it changes nothing."""
+        if offers:
+            await self.collection.bulk_write([UpdateOne({"_id": photo_id}, list_update(entries, k))
+                                              for photo_id, entries in offers.items()], ordered=False)
+
+    async def short_lists(self, vector_collection: str, *, limit: int) -> list[Doc]:
+        """READY photos of a vector collection whose kept list is short of k (`_id`, `neighbours`)."""
+        return await self.collection.find(
+            {"neighbours_short": True, "vector_collection": vector_collection, "status": READY},
+            {"_id": 1, "neighbours": 1},
+        ).limit(limit).to_list(None)
+
+    async def flag_short_lists(self, k: int, params: NeighbourListParams) -> int:
+        """Make `neighbours_short` right for the k in force, at process start; returns how many changed.
+
+        Two cases leave it wrong: READY photos made before the flag existed have none (a short list among
+        them would never be found, so never filled), and a change of k (lists full under the old k are
+        short under a larger one). While k is unchanged only photos without a flag are read (none, once
+        done); after a change every READY photo is.
+        """
+        previous = await params.flagged_for()
+        query: Doc = {"status": READY}
+        if previous == k:
+            query["neighbours_short"] = {"$exists": False}
+        with long_work():  # at start, over every READY photo the first time
+            changed = (await self.collection.update_many(query, [short_flag_stage(k)])).modified_count
+        await params.record(k)
+        if changed:
+            log.info("photos.short_flags_set", photos=changed, k=k, previous_k=previous)
+        return changed
+
+    # --- reindex ------------------------------------------------------------------------------------
+
+    async def ready_photos(self) -> list[Doc]:
+        """Every READY photo, oldest id first, read batch by batch (each under its own deadline)."""
+        return [doc async for doc in self.collection.find({"status": READY}, batch_size=SCAN_BATCH).sort("_id", 1)]
+
+    async def replace_neighbours(self, photo_id: ObjectId, entries: Sequence[Doc], vector_collection: str,
+                                 k: int) -> None:
+        """A list recomputed against a complete vector collection (reindex): replaces the kept one."""
+        await self.collection.update_one({"_id": photo_id}, [
+            {"$set": {"neighbours": {"$literal": list(entries)}, "vector_collection": vector_collection,
+                      "updated_at": now()}},
+            short_flag_stage(k),
+        ])
+
+    # --- ratings (the projector's) ------------------------------------------------------------------
 
     async def rating_inputs(self, ids: Sequence[ObjectId]) -> dict[ObjectId, Doc]:
         """What the rating projector needs of a batch's photos: rating, celebrity flags, prior."""
@@ -119,34 +338,12 @@ class PhotoRepository(Repository):
                                                   {"$set": {"rating": fields, "rating_seq": seq}})
         return result.modified_count == 1
 
+    async def ids_with_faces(self) -> list[ObjectId]:
+        """Photos to match again after the celebrity gallery changed (their descriptors are stored)."""
+        cursor = self.collection.find({"faces_count": {"$gt": 0}}, {"_id": 1}, batch_size=SCAN_BATCH)
+        return [d["_id"] async for d in cursor]
 
-MAX_TAGS_PER_PHOTO = 30
-
-
-class TagLimitExceeded(ValueError):
-    pass
-
-
-async def accept_tags(repo: PhotoRepository, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
-    """Accepted tags make the photo findable by tag and feed neighbours' suggestions."""
-    doc = await repo.get(photo_id)
-    if doc is None:
-        return None
-    merged = list(dict.fromkeys([*doc.get("tags", []), *tags]))
-    if len(merged) > MAX_TAGS_PER_PHOTO:
-        raise TagLimitExceeded(f"a photo has at most {MAX_TAGS_PER_PHOTO} tags")
-    return await repo.collection.find_one_and_update(
-        {"_id": photo_id},
-        {"$addToSet": {"tags": {"$each": list(tags)}}, "$pull": {"rejected_tags": {"$in": list(tags)}},
-         "$set": {"updated_at": now()}},
-        return_document=ReturnDocument.AFTER,
-    )
-
-
-async def reject_tags(repo: PhotoRepository, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
-    return await repo.collection.find_one_and_update(
-        {"_id": photo_id},
-        {"$addToSet": {"rejected_tags": {"$each": list(tags)}}, "$pull": {"tags": {"$in": list(tags)}},
-         "$set": {"updated_at": now()}},
-        return_document=ReturnDocument.AFTER,
-    )
+    async def processing_created_before(self, cutoff: datetime) -> list[ObjectId]:
+        """PROCESSING photos older than `cutoff`: candidates for an ingest job lost between two writes."""
+        cursor = self.collection.find({"status": PROCESSING, "created_at": {"$lt": cutoff}}, {"_id": 1})
+        return [d["_id"] async for d in cursor]

@@ -43,11 +43,6 @@ def collection_name(purpose: str, model_id: str, dim: int) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", raw)[:255]
 
 
-def milvus_filter_in(field: str, values: Sequence[str]) -> str:
-    quoted = ", ".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    return f"{field} in [{quoted}]"
-
-
 def milvus_filter_eq(field: str, value: str) -> str:
     return f'{field} == "' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -192,15 +187,6 @@ class VectorIndex:
                 client.delete(name, ids=list(ids))
 
         await self._call(delete)
-
-    async def drop(self, name: str) -> None:
-        def drop() -> None:
-            client = self._connect()
-            if client.has_collection(name):
-                client.drop_collection(name)
-
-        await self._call(drop)
-        self._known.discard(name)
 
     async def count(self, name: str) -> int:
         stats = await self._call(lambda: self._connect().get_collection_stats(name))

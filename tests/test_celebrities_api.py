@@ -69,6 +69,20 @@ def celebrity_of(client: httpx.Client, photo_id: str, headers: dict[str, str], *
         time.sleep(0.2)
 
 
+def enrolled(client: httpx.Client) -> list[str]:
+    return [c["name"] for c in graphql(client, "{ celebrities { name } }", headers=ADMIN)["data"]["celebrities"]]
+
+
+@pytest.fixture(autouse=True)
+def empty_gallery(client: httpx.Client) -> Iterator[None]:
+    """Each test starts with nobody enrolled and leaves nobody enrolled, whatever order they run in."""
+    assert enrolled(client) == []
+    yield
+    for name in enrolled(client):
+        removed = graphql(client, "mutation($n: String!) { removeCelebrity(name: $n) }", {"n": name}, headers=ADMIN)
+        assert removed["data"]["removeCelebrity"] is True
+
+
 def test_enrolled_person_is_recognised_and_the_gallery_change_rechecks_old_photos(client: httpx.Client) -> None:
     before = upload_ok(client, astronaut_in_a_scene(), OWNER)["id"]
     wait_ready(client, before, OWNER)

@@ -8,11 +8,12 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from gaming.celebrity import CelebrityOffset, PartialPlayDiscount, fit_celebrity_offset, logit_to_skill
+from bench.partial_play import PartialPlayDiscount
+from gaming.celebrity import CelebrityOffset, fit_celebrity_offset, logit_to_skill
 from gaming.ratings import Outcome, PreparedDuel, Rating, RatingEnv, rate_duel
 
 ENV = RatingEnv()
-FAME = 1.0  # voters' fame bonus, log-odds: an even match is won 73 % of the time instead of 50 %
+CELEBRITY_BONUS = 1.0  # voters' fame bonus, log-odds: an even match is won 73 % of the time instead of 50 %
 
 
 def _scripted_outcomes(win_share: float, n: int, seed: int) -> list[Outcome]:
@@ -37,9 +38,9 @@ def _celebrity_after(outcomes: list[Outcome], adjustment: object | None) -> Rati
 def test_biased_votes_leave_the_celebrity_closer_to_its_unbiased_rating_with_the_offset() -> None:
     n, seed = 200, 7
     unbiased = _celebrity_after(_scripted_outcomes(0.5, n, seed), None)
-    biased_votes = _scripted_outcomes(1 / (1 + math.exp(-FAME)), n, seed)
+    biased_votes = _scripted_outcomes(1 / (1 + math.exp(-CELEBRITY_BONUS)), n, seed)
     no_discount = _celebrity_after(biased_votes, None)
-    offset = _celebrity_after(biased_votes, CelebrityOffset(logit_to_skill(FAME, ENV)))
+    offset = _celebrity_after(biased_votes, CelebrityOffset(logit_to_skill(CELEBRITY_BONUS, ENV)))
     partial = _celebrity_after(biased_votes, PartialPlayDiscount(0.5))
 
     assert unbiased.mu == pytest.approx(ENV.mu, abs=1.0)  # the reference is where quality says
@@ -50,18 +51,18 @@ def test_biased_votes_leave_the_celebrity_closer_to_its_unbiased_rating_with_the
 
 
 def test_offset_fitted_from_the_votes_also_brings_the_celebrity_back() -> None:
-    votes, _truth = _simulated_votes(fame=FAME, seed=11)
+    votes, _truth = _simulated_votes(bonus=CELEBRITY_BONUS, seed=11)
     fitted = CelebrityOffset(fit_celebrity_offset(votes, ENV))
     n = 200
     unbiased = _celebrity_after(_scripted_outcomes(0.5, n, 3), None)
-    biased_votes = _scripted_outcomes(1 / (1 + math.exp(-FAME)), n, 3)
+    biased_votes = _scripted_outcomes(1 / (1 + math.exp(-CELEBRITY_BONUS)), n, 3)
     no_discount = _celebrity_after(biased_votes, None)
     with_fit = _celebrity_after(biased_votes, fitted)
     assert abs(with_fit.mu - unbiased.mu) < 0.35 * abs(no_discount.mu - unbiased.mu)
 
 
 def _simulated_votes(
-    *, fame: float, seed: int, n: int = 300, votes_per_photo: int = 30, share: float = 0.1
+    *, bonus: float, seed: int, n: int = 300, votes_per_photo: int = 30, share: float = 0.1
 ) -> tuple[list[tuple[str, str, Outcome, bool, bool]], np.ndarray]:
     """Bradley-Terry voters with a fame term and 10 % draws on even pairs, random pairs.
 
@@ -75,7 +76,7 @@ def _simulated_votes(
     m = n * votes_per_photo
     left = rng.integers(n, size=m)
     right = (left + rng.integers(1, n, size=m)) % n
-    p = 1 / (1 + np.exp(-(q[left] - q[right] + fame * (celebrity[left].astype(float) - celebrity[right]))))
+    p = 1 / (1 + np.exp(-(q[left] - q[right] + bonus * (celebrity[left].astype(float) - celebrity[right]))))
     p_draw = 0.1 * (1 - np.abs(2 * p - 1))
     u = rng.random(m)
     outcome = np.where(u < p_draw, 2, np.where(u < p_draw + (1 - p_draw) * p, 0, 1))
@@ -87,14 +88,14 @@ def _simulated_votes(
     return votes, q
 
 
-@pytest.mark.parametrize("fame", [0.0, 1.0, -0.5])
-def test_fit_recovers_a_planted_offset(fame: float) -> None:
+@pytest.mark.parametrize("bonus", [0.0, 1.0, -0.5])
+def test_fit_recovers_a_planted_offset(bonus: float) -> None:
     # One catalogue's estimate has a standard error of ~0.35 skill units (30 celebrity photos); the
     # mean of three independent catalogues ~0.2, so 0.6 is a 3-sigma tolerance, not a tuned seed.
-    fits = [fit_celebrity_offset(_simulated_votes(fame=fame, seed=seed)[0], ENV) for seed in (1, 2, 3)]
-    planted = logit_to_skill(fame, ENV)
+    fits = [fit_celebrity_offset(_simulated_votes(bonus=bonus, seed=seed)[0], ENV) for seed in (1, 2, 3)]
+    planted = logit_to_skill(bonus, ENV)
     assert float(np.mean(fits)) == pytest.approx(planted, abs=0.6)
-    assert all(math.copysign(1, f) == math.copysign(1, planted) for f in fits if fame != 0.0)
+    assert all(math.copysign(1, f) == math.copysign(1, planted) for f in fits if bonus != 0.0)
 
 
 def test_fit_returns_zero_until_enough_celebrity_votes() -> None:
@@ -130,9 +131,9 @@ def test_non_celebrity_and_both_celebrity_duels_are_unaffected(
 
 
 @pytest.mark.parametrize("celebrity_left", [True, False])
-def test_offset_makes_fame_wins_cheap_and_losses_to_fame_mild(celebrity_left: bool) -> None:
+def test_offset_makes_celebrity_wins_cheap_and_losses_to_celebrities_mild(celebrity_left: bool) -> None:
     celebrity, other = Rating(25.0, 5.0), Rating(25.0, 5.0)
-    offset = CelebrityOffset(logit_to_skill(FAME, ENV))
+    offset = CelebrityOffset(logit_to_skill(CELEBRITY_BONUS, ENV))
 
     def rate(celebrity_wins: bool, adjustment: CelebrityOffset | None) -> tuple[Rating, Rating]:
         if celebrity_left:

@@ -52,7 +52,7 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def catalogue(server: LiveServer) -> list[str]:
-    """16 READY photos of 8 owners; two of them recognised celebrities, so the fame re-fit has work."""
+    """16 READY photos of 8 owners; two of them recognised celebrities, so the celebrity offset re-fit has work."""
     sources = [skimage_photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket")]
     sources += [generated_photo(900 + seed) for seed in range(12)]
     with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -188,15 +188,15 @@ def test_many_players_at_once_with_ingest_and_chores_lose_and_double_nothing(
                    if not e.get("gone")]
         counted = sum([d["rating"]["votes"] async for d in db.photos.find({"rating": {"$exists": True}},
                                                                           {"rating.votes": 1})])
-        fame = await db.rating_params.find_one({"_id": "celebrity_offset"})
+        offset = await db.rating_params.find_one({"_id": "celebrity_offset"})
         featured = await db.photos.count_documents({"featured_at": {"$exists": True}})
-        return logged, applied, len(entries), counted, fame, featured
+        return logged, applied, len(entries), counted, offset, featured
 
-    logged, applied, entries, counted, fame, featured = server.run(check(), timeout=120)
+    logged, applied, entries, counted, offset, featured = server.run(check(), timeout=120)
     assert logged == len(ids), "an acknowledged vote is missing from the log"
     assert applied == len(ids), f"{applied} applications of {len(ids)} acknowledged votes"
     assert counted == 2 * entries  # every applied vote counted once on each of its two photos
-    assert fame is not None and fame.get("counted_seq", 0) > 0, "the fame re-fit chore ran during the game"
+    assert offset is not None and offset.get("counted_seq", 0) > 0, "the celebrity offset re-fit ran during the game"
     assert featured >= 1, "the featured announcer ran during the game"
 
     check_cmd = subprocess.run([sys.executable, "-m", "photoduel.cli", "ratings", "rebuild", "--check"],

@@ -20,7 +20,7 @@ from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
 from tests.votes import settled, vote_id, wait_applied
 
-NEXT = "query($c: String) { nextDuel(category: $c) { id expiresAt left { id rating { score } quality { score } } right { id rating { score } } } }"
+NEXT = "query($c: String) { nextDuel(category: $c) { id expiresAt left { id rating { score } quality { score } } right { id rating { score } quality { score } } } }"
 VOTE = "mutation($id: ID!, $c: DuelChoice!) { voteDuel(duelId: $id, choice: $c) { accepted left { id rating { mu sigma votes wins losses draws score } } right { id rating { mu sigma votes } } } }"
 SKIP = "mutation($id: ID!) { skipDuel(duelId: $id) }"
 OWNERS = ["ann", "ben", "cat", "dan"]
@@ -78,7 +78,7 @@ def test_a_player_never_gets_own_photos_near_duplicates_or_repeated_pairs(
         assert pair != frozenset((photos["original"], photos["copy"])), "near-duplicates were paired"
         for side in ("left", "right"):
             assert photos["owners"][duel[side]["id"]] != "ann", "the player was shown their own photo"
-            assert duel[side]["rating"] is None and duel["left"]["quality"] is None  # shown blind
+            assert duel[side]["rating"] is None and duel[side]["quality"] is None  # shown blind
         owners = {photos["owners"][duel["left"]["id"]], photos["owners"][duel["right"]["id"]]}
         assert len(owners) == 2, "a duel between two photos of the same owner"
         seen.add(pair)
@@ -183,20 +183,57 @@ def test_fifty_concurrent_votes_on_one_photo_lose_nothing(
         assert photo_doc(server, photo_id)["rating"] == replayed[ObjectId(photo_id)]
 
 
-def test_leaderboard_featured_and_score_order(client: httpx.Client, photos: dict[str, Any]) -> None:
-    board = graphql(client, "{ leaderboard(first: 50) { edges { node { id rating { score votes sigma } } } } }")
-    nodes = [e["node"] for e in board["data"]["leaderboard"]["edges"]]
-    assert nodes, "photos with votes are on the leaderboard"
-    scores = [n["rating"]["score"] for n in nodes]
-    assert scores == sorted(scores, reverse=True)
-    assert all(n["rating"]["votes"] >= 1 for n in nodes)
-    featured = graphql(client, "{ featured(first: 3) { id } }")["data"]["featured"]
-    assert [f["id"] for f in featured] == [n["id"] for n in nodes[:3]]
-    by_score = graphql(client, "{ photos(orderBy: SCORE, first: 100) { edges { node { rating { score } } } } }")
-    ordered = [e["node"]["rating"]["score"] for e in by_score["data"]["photos"]["edges"]]
-    assert ordered == sorted(ordered, reverse=True) and len(ordered) == len(photos["owners"])
-    week = graphql(client, '{ leaderboard(period: WEEK, category: "nothing-here") { edges { cursor } } }')
-    assert week["data"]["leaderboard"]["edges"] == []
+BOARD = "query($p: LeaderboardPeriod, $c: String) { leaderboard(period: $p, category: $c, first: 50) { edges { node { id category rating { score votes sigma } } } } }"
+
+
+def test_leaderboard_featured_and_score_order(make_settings: Callable[..., Settings]) -> None:
+    """A deployment of its own: the board holds exactly this test's photos and votes, whatever ran before."""
+    settings = make_settings(featured_min_votes=1, featured_max_sigma=8.0, worker_batch_size=8)
+    with LiveServer(settings) as live:
+        live.wait_model()
+        with httpx.Client(base_url=live.url, timeout=60) as http:
+            owners = {upload_ok(http, jpeg_bytes(generated_photo(700 + i)), auth_header(OWNERS[i % 4]))["id"]:
+                      OWNERS[i % 4] for i in range(6)}
+            for pid, owner in owners.items():
+                wait_ready(http, pid, auth_header(owner))
+            voted: set[str] = set()
+            for n in range(10):
+                judge = auth_header(f"judge-{n}")
+                duel = graphql(http, NEXT, headers=judge)["data"]["nextDuel"]
+                body = graphql(http, VOTE, {"id": duel["id"], "c": ["LEFT", "RIGHT", "DRAW"][n % 3]}, headers=judge)
+                assert body["data"]["voteDuel"]["accepted"] is True
+                voted |= {duel["left"]["id"], duel["right"]["id"]}
+            live.run(settled(live))
+
+            def board(period: str | None = None, category: str | None = None) -> list[dict[str, Any]]:
+                body = graphql(http, BOARD, {"p": period, "c": category})
+                return [e["node"] for e in body["data"]["leaderboard"]["edges"]]
+
+            nodes = board()
+            assert nodes, "photos with votes are on the leaderboard"
+            assert {n["id"] for n in nodes} <= voted, "only photos with votes are on the leaderboard"
+            scores = [n["rating"]["score"] for n in nodes]
+            assert scores == sorted(scores, reverse=True)
+            assert all(n["rating"]["votes"] >= 1 for n in nodes)
+            featured = graphql(http, "{ featured(first: 3) { id } }")["data"]["featured"]
+            assert [f["id"] for f in featured] == [n["id"] for n in nodes[:3]]
+            by_score = graphql(http, "{ photos(orderBy: SCORE, first: 100) { edges { node { rating { score } } } } }")
+            ordered = [e["node"]["rating"]["score"] for e in by_score["data"]["photos"]["edges"]]
+            assert ordered == sorted(ordered, reverse=True) and len(ordered) == len(owners)
+
+            # category: only that category's photos, in the same order; an unknown one is empty
+            category = nodes[0]["category"]
+            assert board(category=category) == [n for n in nodes if n["category"] == category]
+            assert board("WEEK", "nothing-here") == []
+            # period: a photo uploaded eight days ago leaves the day's and the week's board, not the month's
+            old = nodes[0]["id"]
+            live.run(live.services.db.photos.update_one(
+                {"_id": ObjectId(old)}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=8)}}))
+            recent = [n for n in nodes if n["id"] != old]
+            assert board("WEEK") == recent
+            assert board("DAY") == recent
+            assert board("MONTH") == nodes
+            assert board("ALL") == board() == nodes
 
 
 def test_ratings_rebuild_command_reproduces_the_stored_ratings(make_settings: Callable[..., Settings]) -> None:

@@ -4,7 +4,7 @@ The real faces available offline: ``skimage.data.astronaut()`` (Eileen Collins, 
 ``skimage.data.lfw_subset()`` (100 LFW faces, 25x25 greyscale, unlabelled). "Another photo of the
 same person" is a different rendition of the astronaut photo (crop, rescale, JPEG, placed into a
 generated scene): stronger evidence than none, weaker than a second photo taken on another day --
-see bench/out/face_threshold.md for the limits. "Someone who is not enrolled" is an LFW face,
+see bench/results/face_threshold.md for the limits. "Someone who is not enrolled" is an LFW face,
 upscaled: a real different person, at low resolution.
 """
 

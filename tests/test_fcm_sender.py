@@ -6,16 +6,12 @@ the service account's `token_uri`, exactly as an operator would configure a prox
 
 from __future__ import annotations
 
-import itertools
-import random
-import statistics
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from notifications.backoff import backoff_seconds
 from notifications.fcm import DeliveryStatus, FcmSender
 from notifications.messages import PushPayload, build_messages
 from photoduel.settings import Settings
@@ -270,28 +266,3 @@ def test_payload_data_is_a_snapshot() -> None:
 
     assert payload.data["photoId"] == "ph_1"
     assert [m.token for m in build_messages(payload, ["a", "b"])] == ["a", "b"]
-
-
-def test_backoff_stays_within_the_jittered_exponential_ceiling() -> None:
-    rng = random.Random(7)
-    for attempt in range(1, 15):
-        ceiling = min(300.0, 2.0 * 2 ** (attempt - 1))
-        samples = [backoff_seconds(attempt, rng=rng) for _ in range(200)]
-        assert all(0.0 <= s <= ceiling for s in samples)
-        # Full jitter: spread over the whole range, not clustered at the ceiling.
-        assert min(samples) < 0.1 * ceiling and max(samples) > 0.9 * ceiling
-    assert backoff_seconds(10_000, rng=rng) <= 300.0
-    assert backoff_seconds(3, base=0.5, cap=1.0, rng=rng) <= 1.0
-
-
-def test_backoff_grows_until_the_cap_and_is_reproducible() -> None:
-    rng = random.Random(1)
-    means = [statistics.fmean(backoff_seconds(a, rng=rng) for _ in range(2000)) for a in range(1, 12)]
-    for earlier, later in itertools.pairwise(means[:8]):  # ceilings 2, 4, ... 256, then 300 (capped)
-        assert later > 1.5 * earlier
-    assert means[-1] == pytest.approx(150.0, rel=0.1)  # capped: uniform(0, 300)
-
-    first = [backoff_seconds(4, rng=random.Random(42)) for _ in range(3)]
-    assert first == [backoff_seconds(4, rng=random.Random(42))] * 3
-    with pytest.raises(ValueError):
-        backoff_seconds(0, rng=random.Random(0))

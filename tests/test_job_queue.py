@@ -1,9 +1,11 @@
-"""The durable job queue against the real MongoDB-wire server."""
+"""The durable job queue against the real MongoDB-wire server, and the retry backoff its workers use."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
+import random
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from photoduel.worker import Done, Outcome, Retry, Worker
+from storage.backoff import backoff_seconds
 from storage.jobs import DONE, LEASED, PARKED, QUEUED, Job, JobQueue
 from storage.mongo import create_client, ensure_indexes
 
@@ -79,25 +82,25 @@ async def test_a_killed_worker_loses_no_job_and_nothing_runs_twice(db: Any) -> N
     await asyncio.wait_for(dying_handler.started.wait(), 10)  # type: ignore[attr-defined]
     leased = await db.jobs.count_documents({"state": LEASED, "lease_owner": dying.worker_id})
     assert leased == 3
-    assert dying._task is not None
-    dying._task.cancel()  # a crash: no release, no completion, the heartbeat stops with it
-    with contextlib.suppress(asyncio.CancelledError):
-        await dying._task
+    assert dying._task.running
+    await dying._task.stop()  # a crash: cancelled, no release, no completion, the heartbeat stops with it
 
-    survivor = make_worker(queue, RecordingHandler(db), lease=1.0)
+    # The dead lease is short, so the wait for it is; the survivor's own is long, so a busy box cannot
+    # make it lapse mid-batch and hand the survivor its own jobs again (a third attempt).
+    survivor = make_worker(queue, RecordingHandler(db), lease=30.0)
     survivor.start()
     try:
         async def all_done() -> bool:
             return await db.jobs.count_documents({"state": DONE}) == 3
 
-        await wait_for(all_done)
+        await wait_for(all_done, timeout=60.0)
     finally:
         await survivor.stop()
 
     effects = await db.effects.find({}).to_list(None)
     assert sorted(e["job"] for e in effects) == sorted(ids)  # each job's effect exactly once
     for job_id in ids:
-        doc = await queue.get(job_id)
+        doc = await db.jobs.find_one({"_id": job_id})
         assert doc is not None
         assert doc["lease_owner"] == survivor.worker_id
         assert doc["attempts"] == 2  # the crashed lease counted as an attempt
@@ -106,7 +109,7 @@ async def test_a_killed_worker_loses_no_job_and_nothing_runs_twice(db: Any) -> N
     stale = Job(id=ids[0], kind="test", payload={}, attempts=1, lease_token="stale")
     assert await queue.complete(stale, dying.worker_id) is False
     assert await queue.complete_many([(stale, {"late": True})], dying.worker_id) == 0
-    assert (await queue.get(ids[0]))["result"] == {"ok": True}
+    assert (await db.jobs.find_one({"_id": ids[0]}))["result"] == {"ok": True}
 
 
 async def test_racing_leases_never_share_a_job(db: Any) -> None:
@@ -119,7 +122,7 @@ async def test_racing_leases_never_share_a_job(db: Any) -> None:
     assert len(leased) >= 6  # racing claims may leave a worker short (it leases again next loop), never empty-handed all
     for w, batch in enumerate(batches):
         for job in batch:
-            doc = await queue.get(job.id)
+            doc = await db.jobs.find_one({"_id": job.id})
             assert doc["lease_owner"] == f"w{w}" and doc["lease_token"] == job.lease_token and doc["attempts"] == 1
     rest = await queue.lease("late", ["test"], limit=20, lease_seconds=30)
     assert {job.id for job in rest} == ids - set(leased)
@@ -132,13 +135,13 @@ async def test_failures_retry_with_backoff_then_park(db: Any) -> None:
     worker.start()
     try:
         async def parked() -> bool:
-            doc = await queue.get(job_id)
+            doc = await db.jobs.find_one({"_id": job_id})
             return doc is not None and doc["state"] == PARKED
 
         await wait_for(parked)
     finally:
         await worker.stop()
-    doc = await queue.get(job_id)
+    doc = await db.jobs.find_one({"_id": job_id})
     assert doc is not None
     assert doc["attempts"] == 3
     assert doc["last_error"] == "transient failure"
@@ -154,7 +157,7 @@ async def test_a_retried_job_succeeds_once(db: Any) -> None:
     worker.start()
     try:
         async def done() -> bool:
-            doc = await queue.get(job_id)
+            doc = await db.jobs.find_one({"_id": job_id})
             return doc is not None and doc["state"] == DONE
 
         await wait_for(done)
@@ -171,7 +174,32 @@ async def test_graceful_stop_releases_in_flight_jobs(db: Any) -> None:
     worker.start()
     await asyncio.wait_for(handler.started.wait(), 10)
     await worker.stop(grace_seconds=0.2)
-    doc = await queue.get(job_id)
+    doc = await db.jobs.find_one({"_id": job_id})
     assert doc is not None
     assert doc["state"] == QUEUED
     assert doc["attempts"] == 0  # released, not failed: the next worker starts it at once
+
+
+def test_backoff_stays_within_the_jittered_exponential_ceiling() -> None:
+    rng = random.Random(7)
+    for attempt in range(1, 15):
+        ceiling = min(300.0, 2.0 * 2 ** (attempt - 1))
+        samples = [backoff_seconds(attempt, rng=rng) for _ in range(200)]
+        assert all(0.0 <= s <= ceiling for s in samples)
+        # Full jitter: spread over the whole range, not clustered at the ceiling.
+        assert min(samples) < 0.1 * ceiling and max(samples) > 0.9 * ceiling
+    assert backoff_seconds(10_000, rng=rng) <= 300.0
+    assert backoff_seconds(3, base=0.5, cap=1.0, rng=rng) <= 1.0
+
+
+def test_backoff_grows_until_the_cap_and_is_reproducible() -> None:
+    rng = random.Random(1)
+    means = [statistics.fmean(backoff_seconds(a, rng=rng) for _ in range(2000)) for a in range(1, 12)]
+    for earlier, later in itertools.pairwise(means[:8]):  # ceilings 2, 4, ... 256, then 300 (capped)
+        assert later > 1.5 * earlier
+    assert means[-1] == pytest.approx(150.0, rel=0.1)  # capped: uniform(0, 300)
+
+    first = [backoff_seconds(4, rng=random.Random(42)) for _ in range(3)]
+    assert first == [backoff_seconds(4, rng=random.Random(42))] * 3
+    with pytest.raises(ValueError):
+        backoff_seconds(0, rng=random.Random(0))

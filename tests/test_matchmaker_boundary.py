@@ -19,8 +19,10 @@ from pymongo import AsyncMongoClient
 
 from gaming.duels.matchmaker import Matchmaker
 from gaming.duels.records import rating_fields
-from gaming.matchmaking import featured_boundary_array, featured_cut_ranks
+from gaming.featured import featured_boundary_array, featured_cut_ranks
 from gaming.ratings import Rating, RatingEnv
+from storage.photos import PhotoRepository
+from storage.votes import VoteRepository
 
 ENV = RatingEnv()
 COUNT = 40
@@ -64,7 +66,7 @@ async def test_contenders_meet_at_the_cut_and_the_duel_rules_still_hold(
 ) -> None:
     db, ids = catalogue
     index = {pid: i for i, pid in enumerate(ids)}
-    matchmaker = Matchmaker(db, ENV, near_duplicate_cosine=0.95, rng=random.Random(7))
+    matchmaker = Matchmaker(PhotoRepository(db), VoteRepository(db), ENV, near_duplicate_cosine=0.95, rng=random.Random(7))
     at_cut = listed = 0
     for _ in range(150):
         pairing = await matchmaker.pick("ann", "nature")
@@ -86,7 +88,7 @@ async def test_the_cut_equals_the_quantile_of_every_mu(db: Any) -> None:
     """The service reads the cut off its in-memory catalogue; it must be the cut the simulation computes
     from every mu, for any catalogue size, per category and across all, and ignore unrated photos."""
     rng = random.Random(3)
-    matchmaker = Matchmaker(db, ENV, near_duplicate_cosine=0.95)
+    matchmaker = Matchmaker(PhotoRepository(db), VoteRepository(db), ENV, near_duplicate_cosine=0.95)
     assert await matchmaker.boundary("empty") == ENV.mu
     mus: dict[str, list[float]] = {}
     for category, size in (("one", 1), ("two", 2), ("eleven", 11), ("many", 137)):
@@ -131,9 +133,9 @@ async def test_the_featured_sets_from_the_catalogue_are_the_ones_the_database_gi
                  "rating": rating_fields(Rating(60.0, 1.0), ENV, {"votes": 50})})  # best, but not READY
     await db.photos.insert_many(docs)
     rules = Eligibility(min_votes=10, max_sigma=3.0)
-    catalogue = DuelCatalogue(db.photos, ENV)
-    from_db = await Promotion(db, rules).featured_sets()
-    from_memory = await Promotion(db, rules, catalogue=catalogue).featured_sets()
+    catalogue = DuelCatalogue(PhotoRepository(db), ENV)
+    from_db = await Promotion(PhotoRepository(db), rules).featured_sets()
+    from_memory = await Promotion(PhotoRepository(db), rules, catalogue=catalogue).featured_sets()
     assert {c: [d["_id"] for d in ds] for c, ds in from_memory.items()} == \
         {c: [d["_id"] for d in ds] for c, ds in from_db.items()}
     assert len(from_db["many"]) >= 2  # the comparison covers a set of several, ordered
@@ -146,7 +148,7 @@ async def test_a_catalogue_reload_keeps_every_photo_at_its_index(db: Any) -> Non
     first = [{"_id": ObjectId(), "status": "READY", "category": "c", "owner": f"o{i}",
               "rating": rating_fields(Rating(20.0 + i, 3.0), ENV)} for i in range(5)]
     await db.photos.insert_many(first)
-    catalogue = DuelCatalogue(db.photos, ENV)
+    catalogue = DuelCatalogue(PhotoRepository(db), ENV)
     await catalogue.reload()
     before = dict(catalogue.index)
     gone = first[0]["_id"]

@@ -8,7 +8,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient
 
+from gaming.duels.catalogue import DuelCatalogue
+from gaming.featured import TOP_FRACTION, featured_count
 from gaming.matchmaking import (
     DEFAULT_POLICY,
     MatchPolicy,
@@ -22,9 +26,10 @@ from gaming.matchmaking import (
     opponent_score,
     opponent_scores,
     wants_boundary_duel,
-    wants_calibration,
+    wants_placement,
 )
 from gaming.ratings import Outcome, Rating, RatingEnv, rate_duel
+from storage.photos import PhotoRepository
 
 ENV = RatingEnv()
 
@@ -38,6 +43,33 @@ def test_featured_boundary_is_the_skill_at_the_top_fraction_cut() -> None:
     assert featured_boundary(ratings, ENV) == pytest.approx(89.1)
     assert featured_boundary(ratings, ENV, top_fraction=0.5) == pytest.approx(49.5)
     assert featured_boundary([], ENV) == ENV.mu
+
+
+def test_the_featured_set_is_the_photos_above_the_cut_matchmaking_aims_at() -> None:
+    """Promotion features `featured_count` photos; matchmaking spends boundary duels on the cut at
+    `featured_boundary`. Were they two definitions, votes would settle a line nobody is featured by."""
+    rng = random.Random(11)
+    for count in range(2, 400):
+        mus = [float(m) for m in rng.sample(range(100_000), count)]
+        cut = featured_boundary([Rating(m, 2.0) for m in mus], ENV)
+        assert sum(m > cut for m in mus) == featured_count(count), count
+    assert (featured_count(0), featured_count(1), featured_count(100), featured_count(1000)) == (0, 1, 10, 100)
+    assert MatchPolicy().top_fraction == TOP_FRACTION
+
+
+def test_the_catalogues_featured_sets_are_above_its_cut() -> None:
+    """The announcer's featured sets and matchmaking's cut, both read from the in-memory catalogue (fed
+    here as the loader and the projector would: it never reads the database in this test)."""
+    catalogue = DuelCatalogue(PhotoRepository(AsyncMongoClient("mongodb://127.0.0.1:9", connect=False)["x"]), ENV)
+    rng = random.Random(12)
+    for category, count in (("small", 7), ("mid", 45), ("large", 333)):
+        for mu in rng.sample(range(10_000), count):
+            catalogue.add({"_id": ObjectId(), "owner": f"o{mu}", "category": category,
+                           "rating": {"mu": mu / 100, "sigma": 2.0, "votes": 20}})
+    featured = catalogue.featured(min_votes=10, max_sigma=3.0)
+    for category in ("small", "mid", "large"):
+        above = {catalogue.ids[i] for i in catalogue.scope(category) if catalogue.mu[i] > catalogue.cut(category)}
+        assert set(featured[category]) == above, category
 
 
 def test_anchor_priority_prefers_high_sigma() -> None:
@@ -145,14 +177,14 @@ def test_choose_anchors_returns_distinct_indices_in_priority_order() -> None:
     assert len(choose_anchors(priorities, 99, rng)) == 5
 
 
-def test_placement_duels_and_calibration_share() -> None:
+def test_placement_duels_first_then_a_placement_share() -> None:
     rng = random.Random(5)
-    policy = MatchPolicy(calibration=0.0, calibration_first=4)
-    assert wants_calibration(photo("new", 25, 5, duels=0), rng, policy)
-    assert wants_calibration(photo("new", 25, 5, duels=3), rng, policy)
-    assert not any(wants_calibration(photo("old", 25, 2, duels=4), rng, policy) for _ in range(100))
-    share = MatchPolicy(calibration=0.25, calibration_first=0)
-    hits = sum(wants_calibration(photo("old", 25, 2, duels=50), rng, share) for _ in range(4000))
+    policy = MatchPolicy(placement=0.0, placement_first=4)
+    assert wants_placement(photo("new", 25, 5, duels=0), rng, policy)
+    assert wants_placement(photo("new", 25, 5, duels=3), rng, policy)
+    assert not any(wants_placement(photo("old", 25, 2, duels=4), rng, policy) for _ in range(100))
+    share = MatchPolicy(placement=0.25, placement_first=0)
+    hits = sum(wants_placement(photo("old", 25, 2, duels=50), rng, share) for _ in range(4000))
     assert 900 < hits < 1100
 
 
@@ -177,7 +209,7 @@ def test_policy_rejects_impossible_settings() -> None:
         {"explore": 1.5},
         {"temperature": -1},
         {"boundary_weight": -1},
-        {"calibration": 2},
+        {"placement": 2},
         {"boundary_duels": 1.5},
         {"top_fraction": 0},
     ):
@@ -199,7 +231,7 @@ def test_a_simulated_run_gives_every_photo_duels_and_no_photo_hogs_them() -> Non
         boundary = featured_boundary(ratings, ENV)
         anchor = choose_anchor(photos, boundary, ENV, rng)
         a = int(anchor.id)
-        if wants_calibration(anchor, rng):
+        if wants_placement(anchor, rng):
             pool = rng.sample([j for j in range(n) if j != a], k)
             cands = [(photos[j], 1.0) for j in pool]
         else:  # same group first, then the next group: a k-NN list with a few bridges

@@ -4,12 +4,13 @@ Duels and similarPhotos read these lists and never search Milvus, so a list that
 (because two batches were in flight at once and each searched before seeing the other) would silently
 narrow matchmaking. The worker here runs two batches of two at a time, as `photoduel serve` does.
 
-What the design guarantees (ml/pipelines/ingest.py): a photo's list is its exact top k at its ingest;
-a later photo joins it when the later one's search reached the earlier one (its k + batch nearest) and
-belongs in the list, and always while the list is still short of k. So two photos that are each in the
-other's exact top k always hold each other, whatever the order and concurrency of their batches, and
-every list is full once its collection holds more than k photos; a photo in p's top k that p was out of
-reach of may be missing (kNN is not symmetric and no reverse search is made).
+What the design guarantees (storage/neighbours.py, ml/pipelines/photo_vectors.py): a photo's list is its
+exact top k at its ingest; a later photo joins it when the later one's search reached the earlier one
+(its k + batch nearest) and belongs in the list, and always while the list is still short of k. So two
+photos that are each in the other's exact top k always hold each other, whatever the order and
+concurrency of their batches, and every list is full once its collection holds more than k photos; a
+photo in p's top k that p was out of reach of may be missing (kNN is not symmetric and no reverse search
+is made).
 """
 
 from __future__ import annotations

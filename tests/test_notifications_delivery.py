@@ -190,15 +190,26 @@ async def test_only_invalid_tokens_means_skipped_with_no_devices_left(parts: Par
     assert await parts.devices.for_user("eve") == []
 
 
+async def until_delivered(dispatcher: Dispatcher, timeout: float = 60.0) -> int:
+    """Run the dispatcher until it handles something (a crashed lease must run out first): how many."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (handled := await dispatcher.run_once()) == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the crashed lease was never taken over"
+        await asyncio.sleep(0.05)
+    return handled
+
+
 async def test_a_crash_between_sending_and_marking_does_not_lose_the_notification(
     parts: Parts, fcm: LoopbackFcm
 ) -> None:
     await parts.devices.register("fay", "fay-phone", "ANDROID", max_devices=10)
     record = await parts.announce("fay")
-    short_lease = DispatchConfig(lease_seconds=0.5, poll_seconds=0.05)
+    # Long enough that the send below cannot outlast it on a busy box, short enough to wait out.
+    short_lease = DispatchConfig(lease_seconds=2.0, poll_seconds=0.05)
 
     # Dispatcher 1 claims and sends, then "crashes": it never records nor marks anything.
     crashed = parts.dispatcher(short_lease, owner="crashed")
+    claimed_at = datetime.now(UTC)
     claim = await crashed.claim()
     assert claim is not None and claim.record["_id"] == record["_id"]
     [result] = await crashed.sender.send_async(payload_for(claim.record), ["fay-phone"])
@@ -206,10 +217,10 @@ async def test_a_crash_between_sending_and_marking_does_not_lose_the_notificatio
     del crashed
 
     # While the lease holds, nobody else takes it; once it runs out, another dispatcher does.
-    survivor = parts.dispatcher(short_lease, owner="survivor")
+    survivor = parts.dispatcher(FAST, owner="survivor")
     assert await survivor.claim() is None
-    await asyncio.sleep(0.6)
-    assert await survivor.run_once() == 1
+    assert await until_delivered(survivor) == 1
+    assert datetime.now(UTC) >= claimed_at + timedelta(seconds=short_lease.lease_seconds)
 
     push = await parts.push(record)
     assert push["state"] == SENT and push["attempts"] == 2
@@ -234,8 +245,7 @@ async def test_a_crash_after_recording_the_attempt_sends_nothing_twice(parts: Pa
     results = await crashed.sender.send_async(payload_for(claim.record), ["gil-phone"])
     await crashed.record_attempt(claim, results, {"gil-phone": "ANDROID"}, datetime.now(UTC))
 
-    await asyncio.sleep(0.4)
-    assert await parts.dispatcher(short_lease).run_once() == 1
+    assert await until_delivered(parts.dispatcher(FAST)) == 1  # once the crashed lease has run out
     assert (await parts.push(record))["state"] == SENT
     assert len(fcm.fcm_requests("gil-phone")) == 1
 

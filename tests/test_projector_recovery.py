@@ -106,8 +106,11 @@ def test_a_projector_killed_between_its_two_writes_is_repeated_with_the_same_res
             assert stored != replayed, "the record is ahead of the photos: the window this test is about"
 
             more = await _vote_all(services, photos, 100, 7)  # votes keep coming while nobody projects
-            await asyncio.sleep(1.1)  # the dead holder's lease lapses
             heir = _projector(services, "heir")
+            deadline = time.monotonic() + 60
+            while await heir.lease.holder_now() is not None:  # until the dead holder's lease lapses
+                assert time.monotonic() < deadline, "the dead projector's lease never lapsed"
+                await asyncio.sleep(0.05)
             await heir.drain(settle=True)
 
             entries = await _entries(services.db)
@@ -140,6 +143,70 @@ def _embedded_port(data_dir: Path) -> int:
     return int(json.loads((data_dir / "mongodb" / "secantusd.pid").read_text())["port"])
 
 
+def _play_until_killed(process: subprocess.Popen[bytes], url: str, players: int, votes: int) -> list[str]:
+    """Players vote as fast as they can; the service is SIGKILLed once `votes` were acknowledged.
+    Returns the acknowledged duel ids."""
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def player(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    duel = http.post("/graphql", json={"query": NEXT}, headers=auth_header(f"v{n}")).json()
+                    duel = duel["data"]["nextDuel"]
+                    if duel is None:
+                        return
+                    body = http.post("/graphql", json={"query": VOTE, "variables": {"id": duel["id"], "c": "LEFT"}},
+                                     headers=auth_header(f"v{n}")).json()
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    return  # the server died under us: this vote was never acknowledged
+                if body.get("data", {}).get("voteDuel", {}).get("accepted"):
+                    with lock:
+                        acknowledged.append(duel["id"])
+
+    threads = [threading.Thread(target=player, args=(n,)) for n in range(players)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < votes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # in the middle of the burst
+    process.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(20)
+    return acknowledged
+
+
+def _wait_applied(db: Any, wanted: set[str], deadline: float) -> list[str]:
+    """The vote ids in the rating batches, once every wanted one is there (or the deadline passed)."""
+    while True:
+        entries = [e["vote"] for b in db.rating_batches.find({}, {"entries.vote": 1}) for e in b["entries"]]
+        if wanted <= set(entries) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.2)
+
+
+def _wait_counted_on_photos(db: Any, expected: int, deadline: float) -> int:
+    """Votes counted on the photo documents: the last batch's photo writes land just after its record."""
+    while True:
+        counted = sum(d["rating"]["votes"] for d in db.photos.find({"rating": {"$exists": True}}))
+        if counted == expected or time.monotonic() > deadline:
+            return counted
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def test_sigkill_of_serve_mid_burst_loses_no_acknowledged_vote(tmp_path: Path, tiny_clip: Path) -> None:
     env = {"PHOTODUEL_CLIP_MODEL": str(tiny_clip), "PHOTODUEL_ENV": "dev", "PHOTODUEL_PROJECTOR_LEASE_SECONDS": "2",
            "PHOTODUEL_LOG_LEVEL": "WARNING"}
@@ -153,38 +220,7 @@ def test_sigkill_of_serve_mid_burst_loses_no_acknowledged_vote(tmp_path: Path, t
                    for i in range(8)]
             for i, pid in enumerate(ids):
                 wait_photo_ready(http, pid, auth_header(owners[i % 4]))
-
-        acknowledged: list[str] = []
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def player(n: int) -> None:
-            with httpx.Client(base_url=url, timeout=10) as http:
-                while not stop.is_set():
-                    try:
-                        duel = http.post("/graphql", json={"query": NEXT}, headers=auth_header(f"v{n}")).json()
-                        duel = duel["data"]["nextDuel"]
-                        if duel is None:
-                            return
-                        body = http.post("/graphql", json={"query": VOTE, "variables": {"id": duel["id"], "c": "LEFT"}},
-                                         headers=auth_header(f"v{n}")).json()
-                    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                        return  # the server died under us: this vote was never acknowledged
-                    if body.get("data", {}).get("voteDuel", {}).get("accepted"):
-                        with lock:
-                            acknowledged.append(duel["id"])
-
-        threads = [threading.Thread(target=player, args=(n,)) for n in range(8)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 30
-        while len(acknowledged) < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)  # in the middle of the burst
-        process.wait(10)
-        stop.set()
-        for t in threads:
-            t.join(20)
+        acknowledged = _play_until_killed(process, url, players=8, votes=20)
         assert len(acknowledged) >= 20
         assert not _wait_gone(storage, 15), "the embedded database outlived its service"
     finally:
@@ -200,28 +236,14 @@ def test_sigkill_of_serve_mid_burst_loses_no_acknowledged_vote(tmp_path: Path, t
             db = client["photoduel"]
             wanted = {vote_nonce(tmp_path / "data", d) for d in acknowledged}
             deadline = time.monotonic() + 60
-            while True:
-                entries = [e["vote"] for b in db.rating_batches.find({}, {"entries.vote": 1}) for e in b["entries"]]
-                if wanted <= set(entries) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
+            entries = _wait_applied(db, wanted, deadline)
             assert wanted <= set(entries), f"{len(wanted - set(entries))} acknowledged votes never applied"
             assert len(entries) == len(set(entries)), "a vote was applied twice"
             logged = {v["_id"] for v in db.votes.find({"choice": {"$ne": "SKIP"}}, {"_id": 1})}
             assert set(entries) <= logged
-            while True:  # the last batch's photo writes land just after its record
-                counted = sum(d["rating"]["votes"] for d in db.photos.find({"rating": {"$exists": True}}))
-                if counted == 2 * len(entries) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            assert counted == 2 * len(entries)
+            assert _wait_counted_on_photos(db, 2 * len(entries), deadline) == 2 * len(entries)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(process)
         _kill_leftovers(storage)
 
 

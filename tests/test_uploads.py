@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from photoduel.settings import Settings
 from tests.servers import LiveServer, graphql
 from tests.tokens import auth_header
 from tests.uploads import (
@@ -141,6 +142,23 @@ def test_accepted_tags_make_a_photo_findable_and_feed_neighbours(client: httpx.C
     assert "astronaut" in by_tag and "neighbours" in by_tag["astronaut"]["source"]
 
 
+def test_a_tag_filter_is_normalised_the_way_accepted_tags_are(client: httpx.Client) -> None:
+    """Accepted tags are stored through `normalise_tag` (trimmed, lower-case, inner spaces collapsed); a
+    filter spelled with odd case and a double space must find the photo all the same."""
+    tagger = auth_header("tagger")
+    photo = upload_ok(client, jpeg_bytes(generated_photo(1515)), tagger)
+    wait_ready(client, photo["id"], tagger)
+    mutation = "mutation($id: ID!, $tags: [String!]!) { acceptTags(photoId: $id, tags: $tags) { tags } }"
+    accepted = graphql(client, mutation, {"id": photo["id"], "tags": ["Harbour At  Dusk"]}, headers=tagger)
+    assert accepted["data"]["acceptTags"]["tags"] == ["harbour at dusk"]
+    query = "query($tag: String) { photos(tag: $tag, first: 100) { edges { node { id } } } }"
+    for spelling in ("harbour at dusk", "  Harbour  AT   dusk ", "HARBOUR\tAT DUSK"):
+        found = graphql(client, query, {"tag": spelling})["data"]["photos"]["edges"]
+        assert [e["node"]["id"] for e in found] == [photo["id"]], spelling
+    blank = graphql(client, query, {"tag": "   "})
+    assert blank["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
 def test_search_by_text_and_by_category(client: httpx.Client, astronaut: dict[str, Any]) -> None:
     body = graphql(client, '{ searchPhotos(text: "a woman in a space suit", first: 3) { id status } }')
     results = body["data"]["searchPhotos"]
@@ -153,16 +171,22 @@ def test_search_by_text_and_by_category(client: httpx.Client, astronaut: dict[st
 
 
 def test_photos_paginate_with_cursors(client: httpx.Client) -> None:
+    pager = auth_header("pager")  # its own photos: enough for several pages whatever ran before
+    mine = [upload_ok(client, jpeg_bytes(generated_photo(seed)), pager)["id"] for seed in (404, 405, 406, 407, 408)]
+    for photo_id in mine:
+        wait_ready(client, photo_id, pager)
     query = "query($after: String) { photos(first: 2, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }"
     seen: list[str] = []
     after = None
     while True:
         page = graphql(client, query, {"after": after})["data"]["photos"]
+        assert 1 <= len(page["edges"]) <= 2
         seen += [e["node"]["id"] for e in page["edges"]]
         if not page["pageInfo"]["hasNextPage"]:
             break
         after = page["pageInfo"]["endCursor"]
-    assert len(seen) == len(set(seen)) >= 3
+    assert len(seen) == len(set(seen)) >= len(mine)  # no photo twice
+    assert set(mine) <= set(seen)  # and none of its own missed
 
 
 def tiny_png_claiming(width: int, height: int) -> bytes:
@@ -235,8 +259,22 @@ def test_uploads_need_a_preflight_header_and_a_user(client: httpx.Client, server
     assert stored_counts(server) == before
 
 
-def test_processing_photos_are_private_to_their_owner(client: httpx.Client, server: LiveServer) -> None:
-    photo = upload_ok(client, jpeg_bytes(generated_photo(303)), ALICE)
-    done = wait_ready(client, photo["id"], ALICE)
-    assert fetch_photo(client, photo["id"], BOB)["status"] == done["status"] == "READY"
-    assert fetch_photo(client, "not-an-id", BOB) is None
+def test_processing_photos_are_private_to_their_owner(make_settings: Callable[..., Settings]) -> None:
+    """A deployment of its own: while no worker runs, its photo stays PROCESSING for every check."""
+    settings = make_settings()
+    listing = "{ photos(first: 100) { edges { node { id } } } }"
+    with LiveServer(settings, run_worker=False) as api, httpx.Client(base_url=api.url, timeout=60) as http:
+        photo = upload_ok(http, jpeg_bytes(generated_photo(303)), ALICE)
+        assert fetch_photo(http, photo["id"], ALICE)["status"] == "PROCESSING"
+        assert fetch_photo(http, photo["id"], BOB) is None
+        assert fetch_photo(http, photo["id"], {}) is None
+        assert fetch_photo(http, photo["id"], auth_header("root", admin=True))["status"] == "PROCESSING"
+        listed = graphql(http, listing, headers=BOB)["data"]["photos"]["edges"]
+        assert photo["id"] not in [e["node"]["id"] for e in listed]
+    with LiveServer(settings) as worker, httpx.Client(base_url=worker.url, timeout=60) as http:
+        worker.wait_model()
+        done = wait_ready(http, photo["id"], ALICE)
+        assert fetch_photo(http, photo["id"], BOB)["status"] == done["status"] == "READY"
+        listed = graphql(http, listing, headers=BOB)["data"]["photos"]["edges"]
+        assert photo["id"] in [e["node"]["id"] for e in listed]
+        assert fetch_photo(http, "not-an-id", BOB) is None

@@ -3,21 +3,13 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from api.errors import ApiError, BadUserInput
-from api.resolvers.photos import to_connection
-from api.schema.common import Connection, page_size
+from api.errors import ApiError
+from api.schema.common import Connection, connection, page_size, paged
 from api.schema.duel_types import Duel, DuelChoice, LeaderboardPeriod, VoteResult
 from api.schema.photos import Photo
 from gaming.duels.promotion import Period
 from gaming.duels.service import DuelError
 from gaming.ratings import Outcome
-from storage.pagination import InvalidCursor
-
-
-class _DuelApiError(ApiError):
-    def __init__(self, error: DuelError) -> None:
-        self.code = error.code
-        super().__init__(str(error))
 
 
 async def next_duel(info: Info, category: str | None = None) -> Duel | None:
@@ -25,7 +17,7 @@ async def next_duel(info: Info, category: str | None = None) -> Duel | None:
     try:
         picked = await info.context.services.duels.next_duel(player, category.strip().lower() if category else None)
     except DuelError as exc:
-        raise _DuelApiError(exc) from None
+        raise ApiError(str(exc), code=exc.code) from None
     if picked is None:
         return None
     return Duel(id=strawberry.ID(picked.id), left=Photo.from_doc(picked.left, blind=True),
@@ -37,7 +29,7 @@ async def vote_duel(info: Info, duel_id: strawberry.ID, choice: DuelChoice) -> V
     try:
         outcome = await info.context.services.duels.vote(str(duel_id), player, Outcome(choice.value))
     except DuelError as exc:
-        raise _DuelApiError(exc) from None
+        raise ApiError(str(exc), code=exc.code) from None
     return VoteResult(accepted=outcome.accepted, applied=outcome.applied, left=Photo.from_doc(outcome.left),
                       right=Photo.from_doc(outcome.right))
 
@@ -47,19 +39,17 @@ async def skip_duel(info: Info, duel_id: strawberry.ID) -> bool:
     try:
         return await info.context.services.duels.skip(str(duel_id), player)
     except DuelError as exc:
-        raise _DuelApiError(exc) from None
+        raise ApiError(str(exc), code=exc.code) from None
 
 
 async def leaderboard(info: Info, category: str | None = None, period: LeaderboardPeriod | None = None,
                       first: int | None = None, after: str | None = None) -> Connection[Photo]:
     size = page_size(first, info.context.services.settings.max_page_size)
     chosen = Period[period.value] if period is not None else Period.ALL
-    try:
+    with paged():
         page = await info.context.services.promotion.leaderboard(
             category.strip().lower() if category else None, chosen, first=size, after=after)
-    except InvalidCursor as exc:
-        raise BadUserInput(str(exc), argument="after") from None
-    return to_connection(page)
+    return connection(page, Photo.from_doc)
 
 
 async def featured(info: Info, first: int | None = None) -> list[Photo]:

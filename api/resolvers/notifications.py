@@ -9,13 +9,12 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import BadUserInput, Forbidden, NotFound, RateLimited, Unavailable
-from api.schema.common import Connection, Edge, PageInfo, page_size
+from api.schema.common import Connection, connection, page_size, paged
 from api.schema.notifications import Device, Notification, NotificationKind, Platform
 from notifications.devices import InvalidDevice
 from notifications.pubsub import TooManySubscriptions
 from notifications.service import MAX_MARK_READ, NotificationService
 from storage.base import parse_object_id
-from storage.pagination import InvalidCursor
 from storage.photos import PROCESSING
 
 # While waiting for a photo, re-read it this often even without an event: covers an event produced in
@@ -31,23 +30,23 @@ def _service(info: Info) -> NotificationService:
 
 
 async def notifications(info: Info, first: int | None = None, after: str | None = None) -> Connection[Notification]:
+    """The signed-in user's notifications, newest first"""
     uid = info.context.require_user()
     size = page_size(first, info.context.services.settings.max_page_size)
-    try:
+    with paged():
         page = await _service(info).page(uid, first=size, after=after)
-    except InvalidCursor as exc:
-        raise BadUserInput(str(exc), argument="after") from None
-    edges = [Edge(cursor=c, node=Notification.from_record(d)) for d, c in zip(page.docs, page.cursors, strict=True)]
-    return Connection(edges=edges, page_info=PageInfo(has_next_page=page.has_next,
-                                                       end_cursor=page.cursors[-1] if page.cursors else None))
+    return connection(page, Notification.from_record)
 
 
 async def devices(info: Info) -> list[Device]:
+    """The signed-in user's push devices, most recently registered first"""
     uid = info.context.require_user()
     return [Device.from_device(d) for d in await _service(info).devices_of(uid)]
 
 
 async def register_device(info: Info, token: str, platform: Platform) -> Device:
+    """Receive pushes on this device. A token registered by another user moves to the caller; beyond the
+    per-user limit the least recently registered device is dropped."""
     uid = info.context.require_user()
     try:
         device = await _service(info).register_device(uid, token, platform.value)
@@ -57,11 +56,13 @@ async def register_device(info: Info, token: str, platform: Platform) -> Device:
 
 
 async def unregister_device(info: Info, token: str) -> bool:
+    """Stop pushes to this device; false if the caller had no such device"""
     uid = info.context.require_user()
     return await _service(info).unregister_device(uid, token)
 
 
 async def mark_notifications_read(info: Info, ids: list[strawberry.ID]) -> int:
+    """Mark the caller's notifications read; returns how many were unread"""
     uid = info.context.require_user()
     if len(ids) > MAX_MARK_READ:
         raise BadUserInput(f"at most {MAX_MARK_READ} ids at once", argument="ids")
@@ -72,11 +73,13 @@ async def mark_notifications_read(info: Info, ids: list[strawberry.ID]) -> int:
 
 
 async def mute_notifications(info: Info, kind: NotificationKind) -> list[NotificationKind]:
+    """Stop pushing a kind (still listed in-app); returns the muted kinds"""
     uid = info.context.require_user()
     return [NotificationKind(k) for k in await _service(info).mute(uid, kind.value)]
 
 
 async def unmute_notifications(info: Info, kind: NotificationKind) -> list[NotificationKind]:
+    """Push a muted kind again; returns the muted kinds"""
     uid = info.context.require_user()
     return [NotificationKind(k) for k in await _service(info).unmute(uid, kind.value)]
 

@@ -23,7 +23,7 @@ class CelebrityQuery:
     @strawberry.field(permission_classes=[IsAdmin], description="Admin: the enrolled people")
     async def celebrities(self, info: strawberry.Info) -> list[Celebrity]:
         return [Celebrity(name=c.name, descriptors=c.descriptors, created_at=c.created_at)
-                for c in await info.context.services.gallery.list()]
+                for c in await info.context.services.gallery.enrolled()]
 
 
 @strawberry.type

@@ -1,12 +1,16 @@
-"""Relay connection types shared by every paginated field."""
+"""Relay connections: the types and the two helpers every paginated field uses (`paged` around the
+read, `connection` to shape the page), so that every list pages, and fails on a bad cursor, alike."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
 from api.errors import BadUserInput
+from storage.pagination import InvalidCursor, Page
 
 T = TypeVar("T")
 
@@ -42,3 +46,19 @@ def page_size(first: int | None, maximum: int) -> int:
     if first < 1 or first > maximum:
         raise BadUserInput(f"`first` must be between 1 and {maximum}", argument="first")
     return first
+
+
+@contextlib.contextmanager
+def paged() -> Iterator[None]:
+    """Around a page read: an `after` that is not a cursor of this list is the client's error."""
+    try:
+        yield
+    except InvalidCursor as exc:
+        raise BadUserInput(str(exc), argument="after") from None
+
+
+def connection(page: Page, node: Callable[[dict[str, Any]], T]) -> Connection[T]:
+    """A page of documents as a Relay connection, each document shaped by `node`."""
+    edges = [Edge(cursor=c, node=node(d)) for d, c in zip(page.docs, page.cursors, strict=True)]
+    end = page.cursors[-1] if page.cursors else None
+    return Connection(edges=edges, page_info=PageInfo(has_next_page=page.has_next, end_cursor=end))

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from api.permissions import IsAuthenticated
+from api.permissions import IsAuthenticated, user_field, user_mutation
 from api.resolvers import notifications as resolvers
 from api.schema.common import Connection
 from api.schema.notifications import Device, Notification, NotificationKind
@@ -20,39 +20,17 @@ from api.schema.photos import Photo
 
 @strawberry.type
 class NotificationQuery:
-    notifications: Connection[Notification] = strawberry.field(
-        resolver=resolvers.notifications, permission_classes=[IsAuthenticated],
-        description="The signed-in user's notifications, newest first",
-    )
-    devices: list[Device] = strawberry.field(
-        resolver=resolvers.devices, permission_classes=[IsAuthenticated],
-        description="The signed-in user's push devices, most recently registered first",
-    )
+    notifications: Connection[Notification] = user_field(resolvers.notifications)
+    devices: list[Device] = user_field(resolvers.devices)
 
 
 @strawberry.type
 class NotificationMutation:
-    register_device: Device = strawberry.mutation(
-        resolver=resolvers.register_device, permission_classes=[IsAuthenticated],
-        description="Receive pushes on this device. A token registered by another user moves to the caller; "
-                    "beyond the per-user limit the least recently registered device is dropped.",
-    )
-    unregister_device: bool = strawberry.mutation(
-        resolver=resolvers.unregister_device, permission_classes=[IsAuthenticated],
-        description="Stop pushes to this device; false if the caller had no such device",
-    )
-    mark_notifications_read: int = strawberry.mutation(
-        resolver=resolvers.mark_notifications_read, permission_classes=[IsAuthenticated],
-        description="Mark the caller's notifications read; returns how many were unread",
-    )
-    mute_notifications: list[NotificationKind] = strawberry.mutation(
-        resolver=resolvers.mute_notifications, permission_classes=[IsAuthenticated],
-        description="Stop pushing a kind (still listed in-app); returns the muted kinds",
-    )
-    unmute_notifications: list[NotificationKind] = strawberry.mutation(
-        resolver=resolvers.unmute_notifications, permission_classes=[IsAuthenticated],
-        description="Push a muted kind again; returns the muted kinds",
-    )
+    register_device: Device = user_mutation(resolvers.register_device)
+    unregister_device: bool = user_mutation(resolvers.unregister_device)
+    mark_notifications_read: int = user_mutation(resolvers.mark_notifications_read)
+    mute_notifications: list[NotificationKind] = user_mutation(resolvers.mute_notifications)
+    unmute_notifications: list[NotificationKind] = user_mutation(resolvers.unmute_notifications)
 
 
 @strawberry.type

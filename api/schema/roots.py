@@ -12,7 +12,7 @@ from api.schema.celebrity_roots import CelebrityMutation, CelebrityQuery
 from api.schema.duels import DuelMutation, DuelQuery
 from api.schema.notification_roots import NotificationMutation, NotificationQuery, NotificationSubscription
 from api.schema.photo_roots import PhotoMutation, PhotoQuery
-from api.schema.users import UserQuery
+from api.schema.user_roots import UserQuery
 
 Query = merge_types("Query", (UserQuery, PhotoQuery, DuelQuery, NotificationQuery, CelebrityQuery))
 Mutation = merge_types("Mutation", (PhotoMutation, DuelMutation, NotificationMutation, CelebrityMutation))

@@ -23,12 +23,3 @@ class User:
             id=strawberry.ID(doc["_id"]), email=doc.get("email"), name=doc.get("name"),
             admin=bool(doc.get("admin")), created_at=doc["created_at"], muted_notifications=list(doc.get("muted", [])),
         )
-
-
-@strawberry.type
-class UserQuery:
-    @strawberry.field(description="The signed-in user; null when anonymous")
-    async def me(self, info: strawberry.Info) -> User | None:
-        from api.resolvers.users import me
-
-        return await me(info)

@@ -30,17 +30,17 @@ from typing import Any
 import numpy as np
 import structlog
 from bson import ObjectId
-from pymongo.asynchronous.collection import AsyncCollection
 
 from gaming.duels.records import rating_from_fields
-from gaming.matchmaking import RatedPhoto, featured_boundary_array
+from gaming.featured import TOP_FRACTION, featured_boundary_array, featured_count
+from gaming.matchmaking import RatedPhoto
 from gaming.ratings import RatingEnv
 from storage.mongo import long_work
+from storage.photos import READY, PhotoRepository
 
 log = structlog.get_logger(__name__)
 
-READY = "READY"
-FIELDS = {"category": 1, "owner": 1, "duplicate_of": 1, "rating": 1, "ready_at": 1}
+FIELDS = ("category", "owner", "duplicate_of", "rating", "ready_at")
 NEW_PHOTO_GRACE = timedelta(seconds=30)  # a READY write may land a little after its ready_at stamp
 VIEW_TTL_SECONDS = 1.0
 VIEW_DEPTH = 200  # entries kept per sorted read: enough after the player's own photos are taken out
@@ -66,8 +66,8 @@ class CatalogueLoading(RuntimeError):
 
 
 class DuelCatalogue:
-    def __init__(self, photos: AsyncCollection[dict[str, Any]], env: RatingEnv, *,
-                 top_fraction: float = 0.10, reload_seconds: float = 300.0, new_photos_seconds: float = 2.0,
+    def __init__(self, photos: PhotoRepository, env: RatingEnv, *,
+                 top_fraction: float = TOP_FRACTION, reload_seconds: float = 300.0, new_photos_seconds: float = 2.0,
                  first_load_wait: float = 5.0) -> None:
         self.photos = photos
         self.env = env
@@ -225,8 +225,7 @@ class DuelCatalogue:
         self._seen_while_loading = []
         try:
             with long_work():
-                async for doc in self.photos.find({"status": READY, "rating": {"$exists": True}}, FIELDS,
-                                                  batch_size=SCAN_BATCH):
+                async for doc in self.photos.rated_ready(FIELDS, batch_size=SCAN_BATCH):
                     self.add(doc)
                     seen.add(doc["_id"])
         finally:
@@ -245,7 +244,7 @@ class DuelCatalogue:
         since = self._new_since or datetime.now(UTC) - NEW_PHOTO_GRACE
         started = datetime.now(UTC)
         added = 0
-        async for doc in self.photos.find({"ready_at": {"$gte": since}}, {**FIELDS, "status": 1}):
+        async for doc in self.photos.ready_since(since, FIELDS):
             if doc["_id"] not in self.index:
                 added += 1
             self.add(doc)
@@ -292,7 +291,7 @@ class DuelCatalogue:
         return fresh
 
     def cut(self, category: str | None) -> float:
-        """The featured cut's skill in a category (the simulation's `featured_boundary_array`)."""
+        """The featured cut's skill in a category (`gaming.featured`)."""
         return self.view(category).cut
 
     def allowed(self, indexes: np.ndarray, *, category: str | None, owners: Iterable[str],
@@ -307,19 +306,20 @@ class DuelCatalogue:
             keep &= self.owner[indexes] != self.known_code(("owner", owner))
         if unlike is not None:
             keep &= (indexes != unlike) & (self.root[indexes] != self.root[unlike])
-        return indexes[keep]
+        allowed: np.ndarray = indexes[keep]
+        return allowed
 
     def featured(self, *, min_votes: int, max_sigma: float) -> dict[str | None, list[ObjectId]]:
-        """Per category, the featured set: the top fraction (at least one) of the photos settled enough to
-        promote, best conservative skill first. The announcer reads it here: on the embedded server the
-        same from the database is a scan of every photo per category."""
+        """Per category, the featured set: of the photos settled enough to promote, as many as rank above
+        the featured cut (`gaming.featured`), best conservative skill first. The announcer reads it here:
+        on the embedded server the same from the database is a scan of every photo per category."""
         n = self.size
         settled = self.live[:n] & (self.votes[:n] >= min_votes) & (self.sigma[:n] <= max_sigma)
         conservative = self.mu[:n] - self.env.k * self.sigma[:n]
         sets: dict[str | None, list[ObjectId]] = {}
         for code in np.unique(self.category[:n][settled]):
             members = np.flatnonzero(settled & (self.category[:n] == code))
-            best = self.top(members, conservative, max(1, int(len(members) * self.top_fraction)))
+            best = self.top(members, conservative, featured_count(len(members), self.top_fraction))
             sets[self.name(int(code))[1]] = [self.ids[i] for i in best]
         return sets
 

@@ -10,13 +10,13 @@ and everything after it in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 from bson import ObjectId
 
+from storage.background import BackgroundTask
 from storage.rating_batches import RatingBatchRepository
 
 log = structlog.get_logger(__name__)
@@ -31,7 +31,7 @@ class RatingFeed:
         self.seq = 0
         self._subscribers: list[Callable[[Batch], None]] = []
         self._waiters: dict[ObjectId, asyncio.Future[dict[str, Any]]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("rating-feed")
 
     async def start_from_last(self) -> None:
         """Follow from the newest batch on: call before reading a snapshot the batches will amend."""
@@ -89,11 +89,7 @@ class RatingFeed:
             await asyncio.sleep(self.poll_seconds)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rating-feed")
+        self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from bson import ObjectId
-from pymongo.asynchronous.database import AsyncDatabase
 
 from gaming.duels.catalogue import CategoryView, DuelCatalogue
 from gaming.matchmaking import (
@@ -26,7 +25,7 @@ from gaming.matchmaking import (
     choose_anchor,
     choose_opponent,
     wants_boundary_duel,
-    wants_calibration,
+    wants_placement,
 )
 from gaming.ratings import RatingEnv
 from storage.photos import READY, PhotoRepository
@@ -51,13 +50,14 @@ def listed_similarities(anchor: Mapping[str, Any]) -> dict[Any, float]:
 
 
 class Matchmaker:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], env: RatingEnv, *, near_duplicate_cosine: float,
-                 catalogue: DuelCatalogue | None = None, rng: random.Random | None = None) -> None:
-        self.photos = PhotoRepository(db)
-        self.votes = VoteRepository(db)
+    def __init__(self, photos: PhotoRepository, votes: VoteRepository, env: RatingEnv, *,
+                 near_duplicate_cosine: float, catalogue: DuelCatalogue | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.photos = photos
+        self.votes = votes
         self.env = env
         self.near_duplicate_cosine = near_duplicate_cosine
-        self.catalogue = catalogue or DuelCatalogue(db["photos"], env, top_fraction=DEFAULT_POLICY.top_fraction)
+        self.catalogue = catalogue or DuelCatalogue(self.photos, env, top_fraction=DEFAULT_POLICY.top_fraction)
         self.rng = rng or random.SystemRandom()
 
     async def boundary(self, category: str | None) -> float:
@@ -116,7 +116,7 @@ class Matchmaker:
                                      unlike=anchor)
 
         listed = listed_similarities(anchor_doc)
-        placement = wants_calibration(choice, self.rng)
+        placement = wants_placement(choice, self.rng)
         at_cut = not placement and wants_boundary_duel(choice, boundary, self.env, self.rng)
         if placement:  # random photos of the category: a few more drawn than needed, then filtered
             drawn = self._sample(scope.members, 2 * PLACEMENT_CANDIDATES)
@@ -156,9 +156,9 @@ class Matchmaker:
                     ) -> list[tuple[int, float]]:
         """The anchor's kept neighbours that may face it (any category unless one was asked for), never
         one at near-duplicate similarity."""
-        index = self.catalogue.index
-        listed = [(index.get(e["id"]), float(e["similarity"])) for e in anchor_doc.get("neighbours", [])]
-        listed = [(i, s) for i, s in listed if i is not None and s < self.near_duplicate_cosine]
+        index, cosine = self.catalogue.index, self.near_duplicate_cosine
+        listed = [(i, s) for e in anchor_doc.get("neighbours", [])
+                  if (i := index.get(e["id"])) is not None and (s := float(e["similarity"])) < cosine]
         keep = set(allowed([i for i, _ in listed], category=category).tolist()) if listed else set()
         return [(i, s) for i, s in listed if i in keep]
 

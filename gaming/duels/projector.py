@@ -36,6 +36,8 @@ from gaming.duels.feed import RatingFeed
 from gaming.duels.legacy import migrate_legacy_votes
 from gaming.duels.records import initial_rating_fields, rating_fields, rating_from_fields
 from gaming.ratings import DuelAdjustment, Outcome, Rating, RatingEnv, rate_duel
+from storage.background import BackgroundTask, pause
+from storage.clock import utcnow
 from storage.leases import Lease
 from storage.mongo import long_work
 from storage.photos import PhotoRepository
@@ -108,7 +110,7 @@ class RatingProjector:
         self.active = False
         self._wake = asyncio.Event()
         self._stepping = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("rating-projector")
         self._renewed = 0.0
         self._swept = 0.0
         self._rechecked = 0.0
@@ -187,7 +189,7 @@ class RatingProjector:
         found: dict[ObjectId, dict[str, Any]] = {}
         horizon = self.horizon
         if settle or time.monotonic() - self._swept > self.sweep_seconds:
-            end = datetime.now(UTC) - (timedelta(0) if settle else self.straggler)
+            end = utcnow() - (timedelta(0) if settle else self.straggler)
             if end > self.horizon:
                 swept = await self.votes.created_between(self.horizon, end, limit=SWEEP_LIMIT)
                 found.update((v["_id"], v) for v in swept if v["_id"] not in self.applied)
@@ -238,7 +240,7 @@ class RatingProjector:
             })
         touched = {pid for e in entries if not e.get("gone") for pid in (e["left"], e["right"])}
         batch = {
-            "_id": self.seq + 1, "written_at": datetime.now(UTC), "horizon": horizon,
+            "_id": self.seq + 1, "written_at": utcnow(), "horizon": horizon,
             "max_created_at": max(v["created_at"] for v in votes), "adjustment": params, "entries": entries,
             "ratings": [{"id": pid, "rating": current[pid]} for pid in touched],
         }
@@ -284,19 +286,13 @@ class RatingProjector:
             except Exception:
                 log.exception("projector.step_failed")
                 self.active = False  # recover from the records before going on
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds if self.active else self.lease.seconds / 3)
-            self._wake.clear()
+            await pause(self._wake, self.poll_seconds if self.active else self.lease.seconds / 3)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rating-projector")
+        self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         if self.active:
             with contextlib.suppress(Exception):
                 await self.lease.release()

@@ -20,7 +20,7 @@ import asyncio
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -32,6 +32,7 @@ from gaming.duels.feed import RatingFeed
 from gaming.duels.matchmaker import Matchmaker
 from gaming.duels.tickets import InvalidTicket, Ticket, TicketSigner
 from gaming.ratings import Outcome
+from storage.clock import utcnow
 from storage.photos import PhotoRepository
 from storage.rating_batches import RatingBatchRepository
 from storage.votes import SKIP, VoteRepository, pair_key
@@ -40,27 +41,33 @@ log = structlog.get_logger(__name__)
 
 
 class DuelError(Exception):
+    """A duel request the rules refuse; `code` is the error code the client acts on (the API passes it on)."""
+
     code = "BAD_USER_INPUT"
 
-
-class DuelNotFound(DuelError):
-    code = "NOT_FOUND"
-
-
-class NotYourDuel(DuelError):
-    code = "FORBIDDEN"
+    def __init_subclass__(cls, *, code: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = code
 
 
-class DuelAlreadyAnswered(DuelError):
-    code = "ALREADY_VOTED"
+class DuelNotFound(DuelError, code="NOT_FOUND"):
+    """No such duel (a ticket this service did not sign), or one of its photos is gone."""
 
 
-class DuelExpired(DuelError):
-    code = "DUEL_EXPIRED"
+class NotYourDuel(DuelError, code="FORBIDDEN"):
+    """The ticket was issued to another player."""
 
 
-class DuelsUnavailable(DuelError):
-    code = "UNAVAILABLE"
+class DuelAlreadyAnswered(DuelError, code="ALREADY_VOTED"):
+    """The pair was already judged or skipped by this player."""
+
+
+class DuelExpired(DuelError, code="DUEL_EXPIRED"):
+    """The ticket's time ran out: ask for the next duel."""
+
+
+class DuelsUnavailable(DuelError, code="UNAVAILABLE"):
+    """Matchmaking is still loading its catalogue: retry."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +84,6 @@ class IssuedDuel:
     ticket: Ticket
     left: dict[str, Any]
     right: dict[str, Any]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _to_millis(moment: datetime) -> datetime:
@@ -120,7 +123,7 @@ class DuelService:
               similarity: float | None = None, category: str | None = None,
               expires_at: datetime | None = None) -> IssuedDuel:
         """Sign a ticket for this pair; sides are recorded so position bias can be measured."""
-        expiry = (expires_at or now() + self.ttl).replace(microsecond=0)
+        expiry = (expires_at or utcnow() + self.ttl).replace(microsecond=0)
         ticket = Ticket(nonce=ObjectId(), player=player, left=left["_id"], right=right["_id"], expires_at=expiry,
                         anchor_left=anchor_left, similarity=similarity, category=category)
         return IssuedDuel(id=self.signer.sign(ticket), ticket=ticket, left=dict(left), right=dict(right))
@@ -139,7 +142,7 @@ class DuelService:
             "_id": ticket.nonce, "player": ticket.player, "left": ticket.left, "right": ticket.right,
             "pair": pair_key(ticket.left, ticket.right), "choice": choice, "category": ticket.category,
             "anchor_side": "LEFT" if ticket.anchor_left else "RIGHT", "similarity": ticket.similarity,
-            "created_at": _to_millis(now()),  # as stored: the projector compares the two
+            "created_at": _to_millis(utcnow()),  # as stored: the projector compares the two
         }
 
     async def _existing(self, ticket: Ticket) -> dict[str, Any] | None:
@@ -149,9 +152,9 @@ class DuelService:
     async def vote(self, duel_id: str, player: str, choice: Outcome) -> VoteOutcome:
         ticket = self._ticket_for(duel_id, player)
         # The common case, a first answer, costs one write and no read: a repeat shows as a duplicate key.
-        existing = await self._existing(ticket) if ticket.expired(now()) else None
+        existing = await self._existing(ticket) if ticket.expired(utcnow()) else None
         if existing is None:
-            if ticket.expired(now()):
+            if ticket.expired(utcnow()):
                 raise DuelExpired("this duel has expired: ask for the next one")
             waiting = self.feed.expect(ticket.nonce)
             try:

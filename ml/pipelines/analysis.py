@@ -84,7 +84,8 @@ class PhotoAnalyzer:
         ]
 
     async def embed_text(self, text: str) -> np.ndarray:
-        return (await self.models.run(self.models.embedder().embed_texts, [text]))[0]
+        vectors = await self.models.run(self.models.embedder().embed_texts, [text])
+        return np.asarray(vectors[0])
 
     def suggest(
         self,

@@ -10,7 +10,6 @@ GPU) does best, and it keeps torch off the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import structlog
 
 from ml.embedder import ClipEmbedder
+from storage.background import BackgroundTask
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -58,16 +58,13 @@ class ModelRegistry:
         self._state = LOADING
         self._reason: str | None = None
         self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("model loader")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._load_until_ready(), name="model loader")
+        self._task.start(self._load_until_ready())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _load(self) -> None:

@@ -16,9 +16,10 @@ from bson import ObjectId
 
 from ml.pipelines.analysis import PhotoAnalyzer
 from ml.pipelines.display_image import load_analysis_images
-from ml.pipelines.ingest import PHOTO_SCALARS, photo_collection
+from ml.pipelines.photo_vectors import PHOTO_SCALARS, photo_collection
 from storage.blobs import BlobStore
-from storage.photos import READY, PhotoRepository, now
+from storage.neighbours import entry
+from storage.photos import READY, PhotoRepository
 from storage.vectors import VectorIndex
 
 
@@ -35,8 +36,7 @@ async def reindex_all(
     embedder = analyzer.models.embedder()
     collection = photo_collection(embedder.model_id, embedder.dim)
     await vectors.ensure_collection(collection, embedder.dim, PHOTO_SCALARS)
-    # Batch by batch (each under the client's per-call deadline), not one `to_list` under one deadline.
-    docs = [doc async for doc in photos.collection.find({"status": READY}).sort("_id", 1)]
+    docs = await photos.ready_photos()
     bar = progress(len(docs) * 2) if progress else None
     embedded: dict[Any, np.ndarray] = {}
     for start in range(0, len(docs), batch_size):
@@ -60,18 +60,10 @@ async def reindex_all(
         chunk = ids[start:start + batch_size]
         hits = await vectors.search(collection, np.stack([embedded[i] for i in chunk]), limit=neighbours_k + 1)
         for photo_id, own in zip(chunk, hits, strict=True):
-            neighbours = [{"id": _oid(h.id), "similarity": round(h.similarity, 5)} for h in own
-                          if h.id != str(photo_id)][:neighbours_k]
-            await photos.collection.update_one(
-                {"_id": photo_id},
-                {"$set": {"neighbours": neighbours, "vector_collection": collection, "updated_at": now()}},
-            )
+            neighbours = [entry(ObjectId(h.id), h.similarity) for h in own if h.id != str(photo_id)][:neighbours_k]
+            await photos.replace_neighbours(photo_id, neighbours, collection, neighbours_k)
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
     return len(ids)
-
-
-def _oid(value: str) -> ObjectId:
-    return ObjectId(value)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ml.pipelines.analysis import PhotoAnalyzer
-from ml.pipelines.ingest import photo_collection
+from ml.pipelines.photo_vectors import photo_collection
 from storage.base import parse_object_id
-from storage.photos import READY, PhotoRepository
+from storage.photos import PhotoRepository
 from storage.vectors import VectorIndex
 
 
@@ -27,4 +27,4 @@ async def search_by_text(
     await vectors.ensure_collection(collection, embedder.dim)
     hits = (await vectors.search(collection, query[None, :], limit=limit))[0]
     ids = [oid for oid in (parse_object_id(h.id) for h in hits) if oid is not None]
-    return [d for d in await photos.get_many(ids) if d is not None and d["status"] == READY]
+    return await photos.ready_many(ids)

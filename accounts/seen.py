@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from api.auth import Principal
+from accounts.tokens import Principal
 from storage.users import UserRepository
 
 _Key = tuple[str, bool]

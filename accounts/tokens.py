@@ -49,7 +49,7 @@ def bearer_token(header_value: str | None) -> str | None:
     return token.strip()
 
 
-class _VerifyOnlyCredential(firebase_credentials.Base):
+class _VerifyOnlyCredential(firebase_credentials.Base):  # type: ignore[misc]  # firebase-admin ships no types
     """Verifying an ID token needs the project id and Google's public certificates, no secret.
 
     Without a service account, firebase-admin would look for Application Default Credentials (and fail
@@ -57,7 +57,7 @@ class _VerifyOnlyCredential(firebase_credentials.Base):
     """
 
     def get_credential(self) -> AnonymousCredentials:
-        return AnonymousCredentials()
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]  # google-auth leaves __init__ untyped
 
 
 class TokenVerifier:

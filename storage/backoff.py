@@ -1,12 +1,12 @@
-"""Retry delays for notifications that failed transiently.
+"""Retry delays for leased work that failed transiently: a job of the job queue, a push to FCM.
 
 Exponential backoff with "full jitter" (Brooker, "Exponential Backoff And Jitter", AWS Architecture
 Blog, 2015): after the n-th failed attempt wait a uniformly random time in [0, min(cap, base * 2**(n-1))].
-The exponential ceiling backs off from a struggling FCM; the jitter spreads out the retries of the many
-notifications that failed together in the same outage, so they do not come back as one synchronized
-wave. Full jitter (rather than "equal" or "decorrelated") is the variant with the least total work for
-the service and the simplest formula. The function is pure: the caller passes the random generator, so
-tests (and replays) are deterministic.
+The exponential ceiling backs off from a struggling dependency (FCM, the model, the database); the
+jitter spreads out the retries of the many items that failed together in the same outage, so they do
+not come back as one synchronized wave. Full jitter (rather than "equal" or "decorrelated") is the
+variant with the least total work for the dependency and the simplest formula. The function is pure:
+the caller passes the random generator, so tests (and replays) are deterministic.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_the_offset_is_fitted_from_biased_votes_and_discounts_celebrity_wins(
 ) -> None:
     rng = random.Random(3)
     celebrities, others = photos[:2], photos[2:]
-    assert server.run(server.services.fame.current()) is None  # no votes yet: no discount
+    assert server.run(server.services.celebrity_offset.current()) is None  # no votes yet: no discount
     for n in range(60):  # voters prefer the famous face 85% of the time; photos are otherwise alike
         celeb, other = rng.choice(celebrities), rng.choice(others)
         winner = Outcome.LEFT if rng.random() < 0.85 else Outcome.RIGHT
@@ -72,9 +72,9 @@ def test_the_offset_is_fitted_from_biased_votes_and_discounts_celebrity_wins(
         a, b = rng.sample(others, 2)
         vote(server, f"fan-x{n}", a, b, rng.choice([Outcome.LEFT, Outcome.RIGHT]))
 
-    offset = server.run(server.services.fame.refit(min_new_votes=20))
+    offset = server.run(server.services.celebrity_offset.refit(min_new_votes=20))
     assert offset is not None and offset > 1.0  # skill units: fame is worth a real advantage
-    assert server.run(server.services.fame.current()) == {"kind": "celebrity_offset", "offset": offset}
+    assert server.run(server.services.celebrity_offset.current()) == {"kind": "celebrity_offset", "offset": offset}
 
     async def ratings() -> tuple[dict[str, Any], dict[str, Any]]:
         return ((await server.services.photos.get(celebrities[0]["_id"]))["rating"],

@@ -1,11 +1,10 @@
 """The celebrity offset in force: fitted from the vote log, stored, and applied to each vote.
 
-The discount itself is pure (`gaming.celebrity.CelebrityOffset`, chosen over partial-play weights by
-bench/celebrity_sim.py). Here is its I/O: the offset lives in one document (`rating_params`,
-`_id: "celebrity_offset"`), re-fitted periodically from the applied votes that put a celebrity photo
-against a non-celebrity (read from the rating projector's batches, which record each vote's celebrity
-flags), and read by the projector once per batch, so every batch records the offset it was rated with
-and a replay of the log applies exactly the same one.
+The discount itself is pure (`gaming.celebrity.CelebrityOffset`). Here is its I/O: the offset lives in
+one document (`storage.rating_params`, `_id: "celebrity_offset"`), re-fitted periodically from the
+applied votes that put a celebrity photo against a non-celebrity (read from the rating projector's
+batches, which record each vote's celebrity flags), and read by the projector once per batch, so every
+batch records the offset it was rated with and a replay of the log applies exactly the same one.
 
 How many such votes arrived is counted incrementally (`counted_seq`), with a conditional write, so
 several worker processes running the chore neither double-count nor read the whole log each time;
@@ -16,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from gaming.celebrity import CelebrityOffset, fit_celebrity_offset
 from gaming.ratings import DuelAdjustment, Outcome, RatingEnv
+from storage.clock import utcnow
 from storage.mongo import long_work
 from storage.rating_batches import RatingBatchRepository
+from storage.rating_params import RatingParamsRepository
 
 log = structlog.get_logger(__name__)
 
@@ -45,14 +43,15 @@ def _relevant(entry: Mapping[str, Any]) -> bool:
     return not entry.get("gone") and entry["left_celebrity"] != entry["right_celebrity"]
 
 
-class FameOffset:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], env: RatingEnv) -> None:
-        self.params = db["rating_params"]
-        self.batches = RatingBatchRepository(db)
+class CelebrityOffsetStore:
+    def __init__(self, params: RatingParamsRepository, batches: RatingBatchRepository, env: RatingEnv) -> None:
+        self.params = params
+        self.batches = batches
         self.env = env
 
     async def current(self) -> dict[str, Any] | None:
-        doc = await self.params.find_one({"_id": PARAMS_ID})
+        """The parameters the projector records on its next batch; None while there is no offset."""
+        doc = await self.params.get(PARAMS_ID)
         if doc is None or not doc.get("offset"):
             return None
         return {"kind": KIND, "offset": float(doc["offset"])}
@@ -65,17 +64,13 @@ class FameOffset:
             seq = int(batches[-1]["_id"])
         if seq == int(doc.get("counted_seq", 0)):
             return relevant
-        try:
-            result = await self.params.update_one(
-                {"_id": PARAMS_ID, "counted_seq": doc.get("counted_seq")},
-                {"$set": {"counted_seq": seq, "relevant_votes_seen": relevant}}, upsert=not doc)
-        except DuplicateKeyError:  # another process created the document first
-            return None
-        return relevant if (result.modified_count or result.upserted_id is not None) else None
+        advanced = await self.params.advance_count(PARAMS_ID, counted_seq=doc.get("counted_seq"), seq=seq,
+                                                   seen=relevant, create=not doc)
+        return relevant if advanced else None
 
     async def refit(self, *, min_new_votes: int) -> float | None:
         """Fit again when at least `min_new_votes` celebrity-vs-other votes arrived since the last fit."""
-        doc = await self.params.find_one({"_id": PARAMS_ID}) or {}
+        doc = await self.params.get(PARAMS_ID) or {}
         relevant = await self._count_new(doc)
         if relevant is None or relevant - int(doc.get("relevant_votes", 0)) < min_new_votes:
             return None
@@ -87,11 +82,7 @@ class FameOffset:
                 if not e.get("gone") and e["choice"] != Outcome.DRAW.value
             ]
         offset = await asyncio.to_thread(fit_celebrity_offset, rows, self.env)
-        await self.params.update_one(
-            {"_id": PARAMS_ID},
-            {"$set": {"offset": offset, "relevant_votes": relevant, "fitted_on": len(rows),
-                      "fitted_at": datetime.now(UTC)}},
-            upsert=True,
-        )
-        log.info("fame.refit", offset=round(offset, 3), votes=len(rows), celebrity_votes=relevant)
+        await self.params.save(PARAMS_ID, {"offset": offset, "relevant_votes": relevant, "fitted_on": len(rows),
+                                           "fitted_at": utcnow()})
+        log.info("celebrity_offset.refit", offset=round(offset, 3), votes=len(rows), celebrity_votes=relevant)
         return offset

@@ -1,0 +1,1 @@
+"""Who the callers are: identity from Firebase tokens (and, later, profiles and account lifecycle)."""

@@ -1,0 +1,1 @@
+"""Photo services: what the API does with photos, above the repositories and the ML pipeline."""
