@@ -2,6 +2,11 @@
 
 A new user's app typically sends several requests at once (a feed, a profile, a duel). They all miss
 the cache together; one write per uid is made, and the other requests of that moment await it.
+
+Lifetime: per process, an entry for `refresh_seconds` (300 s; the document is upserted again after
+that), all of them dropped at `capacity`. Nothing another process needs: each process upserts on its
+own first sight of a user, and the upsert is idempotent, so a user seen by two API processes costs two
+writes, not a wrong document.
 """
 
 from __future__ import annotations

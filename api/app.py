@@ -16,8 +16,12 @@ from starlette.routing import Route, WebSocketRoute
 
 from api.graphql_view import PhotoDuelGraphQL
 from api.middleware import AuthMiddleware, BodyLimitMiddleware, ErrorMiddleware
+from api.request_ids import RequestIdMiddleware
 from api.routes import healthz, image, readyz
 from api.schema import build_schema
+from api.schema.limits import QueryLimits
+from api.security_headers import SecurityHeadersMiddleware, cors
+from api.throttle import IpRateLimitMiddleware
 from photoduel.services import open_services
 from photoduel.settings import Settings, load_settings
 from photos.upload_rules import UploadRules
@@ -40,7 +44,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         log.info("api.stopped")
 
     graphql = PhotoDuelGraphQL(
-        build_schema(max_depth=settings.max_query_depth),
+        build_schema(max_depth=settings.max_query_depth, limits=QueryLimits.from_settings(settings)),
         graphql_ide="graphiql" if settings.is_dev else None,
         allow_queries_via_get=True,
         multipart_uploads_enabled=True,
@@ -54,9 +58,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]
-    middleware = [
+    middleware = [  # outermost first
+        Middleware(RequestIdMiddleware),
+        Middleware(SecurityHeadersMiddleware, hsts=settings.behind_tls),
+        cors(settings.cors_origin_list),
         Middleware(ErrorMiddleware),
-        Middleware(BodyLimitMiddleware, rules=UploadRules.from_settings(settings)),
+        Middleware(IpRateLimitMiddleware),
+        Middleware(BodyLimitMiddleware, rules=UploadRules.from_settings(settings),
+                   max_json_bytes=settings.max_json_body_bytes),
         Middleware(AuthMiddleware),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -23,6 +23,7 @@ from api.errors import (
     is_unavailable,
     should_mask_error,
 )
+from api.request_ids import current_request_id
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +43,8 @@ class ApiErrorMasking(MaskErrors):
             positions=error.positions,
             path=error.path,
             original_error=None,
-            extensions={"code": Unavailable.code if unavailable else "INTERNAL_SERVER_ERROR"},
+            extensions={"code": Unavailable.code} if unavailable else with_request_id(
+                {"code": "INTERNAL_SERVER_ERROR"}),
         )
 
     def _ask_for_retry(self) -> None:
@@ -52,14 +54,23 @@ class ApiErrorMasking(MaskErrors):
             headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
 
 
+def with_request_id(extensions: dict[str, Any]) -> dict[str, Any]:
+    """A masked error's extensions name the request, so a client's report finds its log lines."""
+    request_id = current_request_id()
+    return {**extensions, "requestId": request_id} if request_id is not None else extensions
+
+
 def log_graphql_errors(errors: list[GraphQLError], operation: str | None) -> None:
-    """Strawberry's `Schema.process_errors`, structured: the client's own errors at debug, an unavailable
-    database as a warning without a traceback (one per failed field while it lasts), the rest with one."""
+    """Strawberry's `Schema.process_errors`, structured, so that error-level lines are the ones an operator
+    acts on: the client's own mistakes (syntax, validation, every ApiError's code) at info without a
+    traceback, an unavailable database as a warning without one (one per failed field while it lasts),
+    and only the unexpected at error, with the traceback."""
     for error in errors:
         original = error.original_error
         fields: dict[str, Any] = {"operation": operation, "path": error.path, "message": error.message}
         if original is None or isinstance(original, GraphQLError):
-            log.debug("graphql.client_error", **fields)
+            code = (error.extensions or {}).get("code") or "GRAPHQL_VALIDATION_FAILED"
+            log.info("graphql.client_error", code=code, **fields)
         elif is_unavailable(original):
             log.warning("graphql.unavailable", **fields, error=f"{type(original).__name__}: {original}")
         else:

@@ -10,8 +10,9 @@ import structlog
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accounts.tokens import AuthError, bearer_token
+from accounts.tokens import AuthError, AuthUnavailable, bearer_token
 from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
+from api.request_ids import current_request_id
 from photos.upload_rules import UploadRules
 
 log = structlog.get_logger(__name__)
@@ -30,6 +31,15 @@ def graphql_error(message: str, code: str) -> dict[str, Any]:
     return {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
 
 
+def _masked(message: str, code: str) -> dict[str, Any]:
+    """A masked answer names its request (api/request_ids.py), so a client's report finds its log lines."""
+    body = graphql_error(message, code)
+    request_id = current_request_id()
+    if request_id is not None:
+        body["errors"][0]["extensions"]["requestId"] = request_id
+    return body
+
+
 async def send_exception(send: Send, exc: BaseException) -> None:
     """The answer to an exception no handler took: 503 UNAVAILABLE (with Retry-After) for a database that
     is down or past its deadline, else a masked 500. Both in the shape of a GraphQL response."""
@@ -37,7 +47,7 @@ async def send_exception(send: Send, exc: BaseException) -> None:
         await _send_json(send, 503, graphql_error(UNAVAILABLE_MESSAGE, "UNAVAILABLE"),
                          [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
     else:
-        await _send_json(send, 500, graphql_error(UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR"))
+        await _send_json(send, 500, _masked(UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR"))
 
 
 def log_exception(event: str, scope: Scope, exc: BaseException) -> None:
@@ -120,6 +130,12 @@ class AuthMiddleware(_HttpMiddleware):
         except AuthError as exc:
             await _send_json(send, 401, graphql_error(str(exc), "UNAUTHENTICATED"))
             return
+        except AuthUnavailable as exc:  # Google's keys or the Auth API: a 401 would make clients refresh in a loop
+            log.warning("request.auth_unavailable", method=scope.get("method"), path=scope.get("path"),
+                        error=str(exc))
+            await _send_json(send, 503, graphql_error(UNAVAILABLE_MESSAGE, "UNAVAILABLE"),
+                             [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
+            return
         except Exception as exc:
             log_exception("request.auth_failed", scope, exc)
             await send_exception(send, exc)
@@ -128,20 +144,28 @@ class AuthMiddleware(_HttpMiddleware):
 
 
 class BodyLimitMiddleware(_HttpMiddleware):
-    """The upload rules' first step: bodies over `UploadRules.max_request_bytes` get a 413 before anything
-    parses them, whether or not Content-Length is declared."""
+    """The upload rules' first step: bodies over their cap get a 413 before anything parses them, whether
+    or not Content-Length is declared. A multipart body (an upload) may reach
+    `UploadRules.max_request_bytes`; any other (a JSON operation) only `max_json_bytes`, so a client cannot
+    make the server parse megabytes of JSON."""
 
-    def __init__(self, app: ASGIApp, *, rules: UploadRules) -> None:
+    def __init__(self, app: ASGIApp, *, rules: UploadRules, max_json_bytes: int) -> None:
         super().__init__(app)
-        self.max_bytes = rules.max_request_bytes
-        self.message = rules.request_too_large
+        self.upload_cap = (rules.max_request_bytes, rules.request_too_large)
+        self.json_cap = (max_json_bytes, f"request body over the limit of {max_json_bytes} bytes for requests that "
+                                         "are not uploads (PHOTODUEL_MAX_JSON_BODY_BYTES; uploads use multipart)")
+
+    def _cap(self, headers: dict[bytes, bytes]) -> tuple[int, str]:
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data")
+        return self.upload_cap if multipart else self.json_cap
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = self.message
-        for key, value in scope["headers"]:
-            if key.lower() == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_json(send, 413, graphql_error(message, "PAYLOAD_TOO_LARGE"))
-                return
+        headers = {key.lower(): value for key, value in scope["headers"]}
+        max_bytes, message = self._cap(headers)
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > max_bytes:
+            await _send_json(send, 413, graphql_error(message, "PAYLOAD_TOO_LARGE"))
+            return
         received = 0
 
         async def limited_receive() -> Message:
@@ -149,7 +173,7 @@ class BodyLimitMiddleware(_HttpMiddleware):
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise _TooLarge
             return msg
 

@@ -11,6 +11,8 @@ import strawberry
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
+from api.errors import Unauthenticated
+
 
 class IsAuthenticated(BasePermission):
     message = "sign in first: send 'Authorization: Bearer <Firebase ID token>'"
@@ -25,8 +27,11 @@ class IsAdmin(BasePermission):
     error_extensions = {"code": "FORBIDDEN"}
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        """Anonymous: UNAUTHENTICATED (signing in may be all it takes); signed in without the claim: FORBIDDEN."""
         principal = info.context.principal
-        return principal.authenticated and principal.admin
+        if not principal.authenticated:
+            raise Unauthenticated(IsAuthenticated.message)
+        return principal.admin
 
 
 def described(resolver: Callable[..., Any]) -> str | None:

@@ -564,7 +564,7 @@ async def run_pipeline(args: argparse.Namespace, model_dir: Path, photos: Sequen
         data_dir = Path(tmp)
         mongo = EmbeddedMongo(data_dir / "mongodb")
         uri = await asyncio.to_thread(mongo.start)
-        result.mongo_pid = mongo._process.pid if mongo._process is not None else None
+        result.mongo_pid = mongo.server_pid
         if result.mongo_pid is not None:  # its own session, so its own autogroup
             favour(result.mongo_pid, args.autogroup_nice if args.db_autogroup_nice is None else args.db_autogroup_nice)
         settings = Settings(

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -262,6 +262,7 @@ class Serve:
         env.update({"PHOTODUEL_DATA_DIR": str(data_dir), "PHOTODUEL_PORT": str(port), "PHOTODUEL_ENV": "dev",
                     "PHOTODUEL_WORKER_ENABLED": "true", "PHOTODUEL_CLIP_MODEL": str(data_dir / "no-model"),
                     "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+                    "PHOTODUEL_AUTH_CHECK_REVOKED": "false",  # no emulator runs to look users up
                     **extra_env})
         process = subprocess.Popen([sys.executable, "-m", "photoduel.cli", "serve"], cwd=ROOT, env=env,
                                    stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -402,12 +403,14 @@ async def player(url: str, uid: str, world: World, stats: Stats, rng: random.Ran
             await play_once(client, world, stats, rng, args.timeout)
 
 
-async def run_players(url: str, world: World, args: argparse.Namespace,
+async def run_players(url: str | Sequence[str], world: World, args: argparse.Namespace,
                       on_start: Callable[[], None], on_end: Callable[[], None]) -> tuple[Stats, float]:
     """K players for T seconds; `on_start`/`on_end` snapshot the processes around the window only.
+    Several URLs (API processes of one deployment): player i plays on URL i mod their number.
     Stops by itself: stragglers (a request stuck on a hung service) are cancelled after T plus a bound."""
+    urls = [url] if isinstance(url, str) else list(url)
     stats, ready, go = Stats(), asyncio.Barrier(args.players + 1), asyncio.Event()
-    tasks = [asyncio.create_task(player(url, f"bench-player-{i}", world, stats,
+    tasks = [asyncio.create_task(player(urls[i % len(urls)], f"bench-player-{i}", world, stats,
                                         random.Random(args.seed * 1000 + i), args, ready, go))
              for i in range(args.players)]
     await asyncio.wait_for(ready.wait(), 2 * args.timeout + 5)  # every warm-up `me` answered or timed out

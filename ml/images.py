@@ -294,10 +294,8 @@ def to_srgb_rgb(img: Image.Image) -> Image.Image:
     embedded ICC profile (CMYK, Display P3) is honoured, so colours survive when the profile is dropped.
     """
     icc = img.info.get("icc_profile")
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 255.0 if arr.max(initial=0) <= 255 else (65535.0 if arr.max() <= 65535 else float(arr.max()))
-        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8), mode="L")
+    if img.mode in _DEEP_GREY_MODES:
+        img = _deep_grey_to_l(img)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode in ("L", "RGB") and "transparency" in img.info):
@@ -311,6 +309,29 @@ def to_srgb_rgb(img: Image.Image) -> Image.Image:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return img
+
+
+_DEEP_GREY_MODES: frozenset[str] = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# Rows scaled at a time: the float32 copy of a strip stays a few MB however large the image.
+_STRIP_ROWS = 256
+
+
+def _deep_grey_to_l(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale scaled (not clipped) to 8 bits: a strip of rows at a time, in
+    float32, into one uint8 buffer. A 50 MP 16-bit image is 100 MB as decoded; one float64 copy of it
+    would be 400 MB, and a whole-image expression makes several."""
+    arr = np.asarray(img)  # uint16, int32 or float32: the decoded depth, not widened
+    peak = arr.max(initial=0)
+    top = 255.0 if peak <= 255 else (65535.0 if peak <= 65535 else float(peak))
+    scale = np.float32(255.0 / top)
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for start in range(0, arr.shape[0], _STRIP_ROWS):
+        strip = arr[start : start + _STRIP_ROWS].astype(np.float32)
+        strip *= scale
+        np.rint(strip, out=strip)
+        np.clip(strip, 0, 255, out=strip)
+        out[start : start + _STRIP_ROWS] = strip
+    return Image.fromarray(out)
 
 
 def _icc_to_srgb(img: Image.Image, icc: bytes) -> Image.Image | None:

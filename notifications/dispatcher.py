@@ -11,7 +11,7 @@ suggestions are ready"); here any process with FCM credentials delivers it at on
 queues share is the machinery, written once: the lease fields and grants (`storage.leases`), the
 worker id, the retry backoff (`storage.backoff`) and the background task (`storage.background`).
 
-A record is claimed with one `find_one_and_update` that grants `push.lease_owner/lease_token/
+A record is claimed (`Outbox.claim_due`) with one `find_one_and_update` that grants `push.lease_owner/lease_token/
 lease_expires` and moves `push.next_at` to the lease expiry. The due query is only `push.state ==
 pending and push.next_at <= now` (the `push_due` index), so a record whose dispatcher died mid-delivery
 simply becomes due again when the lease runs out: nothing is lost, and no sweeper is needed. Every state
@@ -46,24 +46,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from pymongo import ReturnDocument
 
 from notifications.devices import DeviceRepository, token_fingerprint
 from notifications.fcm import DeliveryResult, DeliveryStatus, FcmSender
 from notifications.messages import PushPayload
-from notifications.outbox import TAG_SUGGESTIONS, Outbox
+from notifications.outbox import FAILED, MUTED, PENDING, SENT, SKIPPED, TAG_SUGGESTIONS, Outbox
 from notifications.preferences import Preferences
-from storage.background import BackgroundTask, pause
+from storage.background import BackgroundTask, pause, raise_if_cancelled
 from storage.backoff import backoff_seconds
 from storage.clock import utcnow
-from storage.leases import Grant, LeaseFields, process_id
+from storage.leases import Grant, process_id
 
 log = structlog.get_logger(__name__)
 
-PENDING, SENT, SKIPPED, FAILED, MUTED = "pending", "sent", "skipped", "failed", "muted"
+__all__ = ["FAILED", "MUTED", "PENDING", "SENT", "SKIPPED", "Claim", "DispatchConfig", "Dispatcher", "payload_for"]
+
 # Kinds the user is waiting for wake a dozing phone; the rest are delivered power-considerately.
 HIGH_PRIORITY_KINDS = frozenset({TAG_SUGGESTIONS})
-PUSH_LEASE = LeaseFields.under("push")
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class Dispatcher:
         owner: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.collection = outbox.collection
+        self.outbox = outbox
         self.devices = devices
         self.preferences = preferences
         self.sender = sender
@@ -148,6 +147,7 @@ class Dispatcher:
             try:
                 worked = await self.run_once()
             except Exception:  # the loop must survive a database hiccup
+                raise_if_cancelled()
                 log.exception("push.dispatcher_error", owner=self.owner)
                 worked = 0
             if not worked:
@@ -177,13 +177,7 @@ class Dispatcher:
         """Lease the most overdue pending record (or one whose previous dispatcher's lease ran out)."""
         now = utcnow()
         grant = Grant.new(self.owner, seconds=self.config.lease_seconds, now=now)
-        doc = await self.collection.find_one_and_update(
-            {"push.state": PENDING, "push.next_at": {"$lte": now}},
-            {"$set": {**PUSH_LEASE.grant(grant), "push.next_at": grant.expires},
-             "$inc": {"push.attempts": 1}},
-            sort=[("push.next_at", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
+        doc = await self.outbox.claim_due(grant, now)
         if doc is None:
             return None
         return Claim(record=doc, lease_token=grant.token, attempt=int(doc["push"]["attempts"]))
@@ -223,13 +217,8 @@ class Dispatcher:
              "message_id": r.message_id, "detail": r.detail}
             for r in results
         ]
-        update: dict[str, Any] = {
-            "$push": {"push.deliveries": {"$each": entries, "$slice": -self.config.deliveries_kept}}
-        }
         sent = [token_fingerprint(r.token) for r in results if r.status is DeliveryStatus.SENT]
-        if sent:
-            update["$addToSet"] = {"push.sent_to": {"$each": sent}}
-        await self.collection.update_one({"_id": record["_id"]}, update)
+        await self.outbox.record_deliveries(record["_id"], entries, sent, keep=self.config.deliveries_kept)
         invalid = [r.token for r in results if r.status is DeliveryStatus.INVALID_TOKEN]
         await self.devices.remove_invalid(record["user"], invalid, checked_at=started)
 
@@ -248,20 +237,17 @@ class Dispatcher:
             return await self._finish(claim, SKIPPED, "no valid devices")
         return await self._finish(claim, FAILED, ", ".join(codes) or "no result")
 
-    def _owned(self, claim: Claim) -> dict[str, Any]:
-        return {"_id": claim.record["_id"], "push.state": PENDING, **PUSH_LEASE.held(self.owner, claim.lease_token)}
+    async def _settle(self, claim: Claim, fields: dict[str, Any]) -> bool:
+        settled = await self.outbox.settle(claim.record["_id"], self.owner, claim.lease_token, fields)
+        if not settled:
+            log.warning("push.lease_lost", notification=str(claim.record["_id"]), owner=self.owner)
+        return settled
 
     async def _retry_later(self, claim: Claim, error: str) -> str | None:
         delay = backoff_seconds(claim.attempt, base=self.config.backoff_base_seconds,
                                 cap=self.config.backoff_cap_seconds, rng=self.rng)
         now = utcnow()
-        result = await self.collection.update_one(
-            self._owned(claim),
-            {"$set": {"push.next_at": now + timedelta(seconds=delay), "push.last_error": error},
-             "$unset": PUSH_LEASE.cleared()},
-        )
-        if result.modified_count != 1:
-            log.warning("push.lease_lost", notification=str(claim.record["_id"]), owner=self.owner)
+        if not await self._settle(claim, {"push.next_at": now + timedelta(seconds=delay), "push.last_error": error}):
             return None
         log.info("push.retry_scheduled", notification=str(claim.record["_id"]), attempt=claim.attempt,
                  delay_s=round(delay, 2), error=error)
@@ -269,13 +255,7 @@ class Dispatcher:
 
     async def _finish(self, claim: Claim, state: str, reason: str | None) -> str | None:
         now = utcnow()
-        result = await self.collection.update_one(
-            self._owned(claim),
-            {"$set": {"push.state": state, "push.reason": reason, "push.finished_at": now},
-             "$unset": PUSH_LEASE.cleared()},
-        )
-        if result.modified_count != 1:
-            log.warning("push.lease_lost", notification=str(claim.record["_id"]), owner=self.owner)
+        if not await self._settle(claim, {"push.state": state, "push.reason": reason, "push.finished_at": now}):
             return None
         log.info("push.settled", notification=str(claim.record["_id"]), kind=claim.record["kind"], state=state,
                  attempt=claim.attempt, reason=reason)

@@ -1,10 +1,8 @@
 """In-process publish/subscribe for GraphQL subscriptions: one bounded queue per open subscription.
 
-Why in-process: a subscription lives on the websocket of one API process, and in the single-process
-deployment (`photoduel serve`, worker inside) the event is produced in that same process, right after
-the outbox write. With several processes an event produced elsewhere reaches this process through
-the outbox (change stream or polling, see README "Notifications"), which then calls `publish` here;
-the queues below stay the same.
+Why in-process: a subscription lives on the websocket of one API process. Whichever process wrote an
+event, it reaches this one through the outbox (`notifications.follower`: a change stream, or polling),
+which calls `publish` here once per record; the queues below are all that is per process.
 
 Why bounded, and why drop the oldest: the publisher is the ingest worker, which must never wait for
 a slow or stalled websocket client, and memory must not grow with one. A client that falls more than

@@ -2,8 +2,9 @@
 live events.
 
 Why a facade: resolvers stay thin (parse, call one method, shape) and the rules live in one place,
-e.g. that a user only ever sees or marks their own notifications, and that a new outbox record is
-published to live subscribers and wakes the dispatcher in the same step.
+e.g. that a user only ever sees or marks their own notifications, and which topics a record is
+published to. A new record reaches live subscribers one way only, whichever process wrote it: the
+outbox follower of every API process (`notifications.follower`) calls `publish`.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from notifications.devices import Device, DeviceRepository
 from notifications.outbox import Outbox, announce_featured
 from notifications.preferences import Preferences
 from notifications.pubsub import PubSub, Subscription, photo_topic, user_topic
-from storage.clock import utcnow
-from storage.pagination import Page, SortKey, read_page
+from storage.pagination import Page
 
 if TYPE_CHECKING:
     from notifications.dispatcher import Dispatcher
 
 log = structlog.get_logger(__name__)
 
-NEWEST_FIRST = SortKey((("created_at", -1), ("_id", -1)))
 MAX_MARK_READ = 100
 
 
@@ -58,18 +57,14 @@ class NotificationService:
     # --- the in-app list ------------------------------------------------------------------------
     async def page(self, user: str, *, first: int, after: str | None) -> Page:
         """The user's notifications, newest first. Raises `storage.pagination.InvalidCursor`."""
-        return await read_page(self.outbox.collection, {"user": user}, NEWEST_FIRST, first=first, after=after)
+        return await self.outbox.page(user, first=first, after=after)
 
     async def mark_read(self, user: str, ids: Sequence[ObjectId]) -> int:
         """Mark the user's own unread notifications read; returns how many changed. Ids of other users'
         notifications match nothing, so the count never reveals that they exist."""
         if not ids:
             return 0
-        result = await self.outbox.collection.update_many(
-            {"_id": {"$in": list(ids)}, "user": user, "read_at": None},
-            {"$set": {"read_at": utcnow()}},
-        )
-        return result.modified_count
+        return await self.outbox.mark_read(user, ids)
 
     # --- preferences ----------------------------------------------------------------------------
     async def mute(self, user: str, kind: str) -> list[str]:
@@ -81,16 +76,21 @@ class NotificationService:
 
     # --- new events -----------------------------------------------------------------------------
     async def announced(self, record: Mapping[str, Any]) -> None:
-        """A new outbox record (ingest's `on_announced` hook): tell live subscribers, wake the dispatcher.
+        """A new outbox record written in this process (ingest's `on_announced` hook): push it now rather
+        than at the dispatcher's next poll. Live subscribers hear of it through `publish`, from the
+        outbox follower, like a record written by any other process."""
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
-        Publishing never waits for a subscriber (bounded queues), so the ingest worker is not slowed.
+    def publish(self, record: Mapping[str, Any]) -> None:
+        """Hand a new record to this process's subscriptions: its user's, and its photo's if it has one.
+
+        Never waits for a subscriber (bounded queues), so the follower is never slowed by a websocket.
         """
         self.pubsub.publish(user_topic(record["user"]), record)
         photo_id = (record.get("data") or {}).get("photoId")
         if photo_id:
             self.pubsub.publish(photo_topic(str(photo_id)), record)
-        if self.dispatcher is not None:
-            self.dispatcher.wake()
 
     async def announce_featured(self, photo: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record "your photo is featured" (once per photo) and announce it like `announced` does."""

@@ -96,7 +96,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from photoduel.services import open_services
 
     async def main(stop: asyncio.Event) -> None:
-        async with open_services(settings, run_worker=True, run_projector=settings.projector_enabled):
+        async with open_services(settings, run_worker=True, run_projector=settings.projector_enabled,
+                                 live_events=False):
             log.info("worker.process_ready")
             await stop.wait()
 

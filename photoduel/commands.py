@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ async def import_directory(settings: Settings, directory: Path, owner: str, *, p
 
     counts = {"imported": 0, "skipped": 0, "rejected": 0}
     files = _image_files(directory)
-    async with open_services(settings, run_worker=process, load_model=process) as services:
+    async with open_services(settings, run_worker=process, load_model=process, live_events=False) as services:
         for path in tqdm(files, desc="importing", unit="photo"):
             try:
                 title = services.uploads.rules.title(path.stem)
@@ -63,7 +64,7 @@ async def reindex(settings: Settings, *, batch_size: int) -> int:
     from ml.pipelines.reindex import reindex_all
     from photoduel.services import open_services
 
-    async with open_services(settings, run_worker=False, load_model=True) as services:
+    async with open_services(settings, run_worker=False, load_model=True, live_events=False) as services:
         await services.models.wait_ready()
         return await reindex_all(services.photos, services.blobs, services.vectors, services.analyzer,
                                  neighbours_k=settings.neighbours_k, batch_size=batch_size,
@@ -78,7 +79,7 @@ async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]
     from photoduel.services import open_services
 
     async with open_services(settings, run_worker=False, load_model=False, open_vectors=False,
-                             chores=not check) as services:
+                             chores=not check, live_events=False) as services:
         replayed = await services.projector.replay()
         with long_work():
             stored = await services.photos.stored_ratings()
@@ -95,7 +96,7 @@ async def import_celebrities(settings: Settings, directory: Path) -> dict[str, i
 
     counts = {"enrolled": 0, "rejected": 0}
     people = sorted(p for p in directory.iterdir() if p.is_dir())
-    async with open_services(settings, run_worker=False, load_model=False) as services:
+    async with open_services(settings, run_worker=False, load_model=False, live_events=False) as services:
         for folder in tqdm(people, desc="enrolling", unit="person"):
             files = [(p.read_bytes(), None) for p in _image_files(folder)]
             try:
@@ -136,12 +137,86 @@ def cmd_ratings_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def voter_flags(settings: Settings, action: str, *, player: str = "", status: str | None = None,
+                      note: str | None = None) -> list[dict[str, Any]]:
+    """List the screening decisions, screen the recent voters now, or record an admin's decision."""
+    from photoduel.services import open_services
+    from storage.voter_flags import VoterFlagRepository
+
+    async with open_services(settings, run_worker=False, load_model=False, open_vectors=False,
+                             chores=False) as services:
+        flags = VoterFlagRepository(services.db)
+        if action == "list":
+            return await flags.listing(status)
+        if action == "screen":
+            return [{"_id": p, "status": "flagged"} for p in await services.voter_screening.screen_recent(force=True)]
+        decided = await flags.decide(player, "confirmed" if action == "confirm" else "cleared", by="cli", note=note)
+        return [decided] if decided else []
+
+
+def cmd_voters(settings: Settings, args: argparse.Namespace) -> int:
+    rows = asyncio.run(voter_flags(settings, args.voters_command, player=getattr(args, "player", ""),
+                                   status=getattr(args, "status", None), note=getattr(args, "note", None)))
+    for row in rows:
+        tests = ", ".join(f"{f['test']}{'=' + str(f['detail']) if f.get('detail') else ''}"
+                          for f in row.get("findings", []))
+        print(f"{row['_id']}\t{row['status']}\t{tests}")
+    if args.voters_command in ("clear", "confirm"):
+        if not rows:
+            print(f"no flag for {args.player}")
+            return 1
+        print("run `photoduel ratings rebuild` (service stopped) to weigh this voter's earlier votes again")
+    return 0
+
+
+def operation_texts(files: list[Path]) -> list[str]:
+    """What a client may send for each file: its text as is, and as printed by graphql-core (the same as
+    graphql-js's `print`, which Apollo clients send). Raises ValueError for a file that does not parse."""
+    from graphql import GraphQLSyntaxError, parse, print_ast
+
+    texts: list[str] = []
+    for path in files:
+        text = path.read_text()
+        try:
+            texts += [text, print_ast(parse(text))]
+        except GraphQLSyntaxError as exc:
+            raise ValueError(f"{path}: {exc.message}") from None
+    return list(dict.fromkeys(texts))
+
+
+async def register_operations(settings: Settings, files: list[Path]) -> list[str]:
+    """Puts the operations of `files` on the allow-list (PHOTODUEL_PERSISTED_QUERIES_ONLY); their hashes."""
+    from photoduel.services import open_services
+
+    texts = operation_texts(files)
+    async with open_services(settings, run_worker=False, load_model=False, open_vectors=False,
+                             chores=False, live_events=False) as services:
+        return [(await services.persisted_queries.register(t, source="cli", allow=True)).sha256 for t in texts]
+
+
+def cmd_register_operations(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        hashes = asyncio.run(register_operations(settings, [Path(f) for f in args.files]))
+    except (OSError, ValueError) as exc:
+        print(f"photoduel: {exc}", file=sys.stderr)
+        return 1
+    print(f"registered {len(hashes)} operation texts from {len(args.files)} files:")
+    for sha in hashes:
+        print(sha)
+    return 0
+
+
 def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp = sub.add_parser("import", help="bulk import a folder of photos for one owner (resumable)")
     imp.add_argument("directory")
     imp.add_argument("--owner", required=True, help="the owner's user id (Firebase uid)")
     imp.add_argument("--process", action="store_true", help="also run the ingest here until the queue is empty")
     imp.set_defaults(func=cmd_import)
+
+    ops = sub.add_parser("register-operations",
+                         help="put the operations in .graphql files on the allow-list (persisted queries)")
+    ops.add_argument("files", nargs="+", metavar="FILE")
+    ops.set_defaults(func=cmd_register_operations)
 
     rei = sub.add_parser("reindex", help="re-embed every photo with PHOTODUEL_CLIP_MODEL into a new collection")
     rei.add_argument("--batch-size", type=int, default=32)
@@ -158,3 +233,15 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rebuild = ratings_sub.add_parser("rebuild", help="replay the vote log and rewrite every rating")
     rebuild.add_argument("--check", action="store_true", help="only report photos that differ; exit 1 if any")
     rebuild.set_defaults(func=cmd_ratings_rebuild)
+
+    voters = sub.add_parser("voters", help="ballot-stuffer screening: flags, and an admin's decisions on them")
+    voters_sub = voters.add_subparsers(dest="voters_command", required=True)
+    vlist = voters_sub.add_parser("list", help="flagged, confirmed and cleared voters, newest flag first")
+    vlist.add_argument("--status", choices=["flagged", "confirmed", "cleared"])
+    voters_sub.add_parser("screen", help="screen everyone who voted since the last run, now")
+    for name, text in (("clear", "a flag was wrong: count the voter's votes again"),
+                       ("confirm", "a flag was right: keep the voter's votes out")):
+        decide = voters_sub.add_parser(name, help=text)
+        decide.add_argument("player", help="the voter's user id (Firebase uid)")
+        decide.add_argument("--note", help="why, for the record")
+    voters.set_defaults(func=cmd_voters)

@@ -20,6 +20,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from accounts.rate_limits import RateLimiter
 from accounts.seen import SeenUsers
 from accounts.tokens import TokenVerifier
 from gaming.duels.catalogue import DuelCatalogue
@@ -30,7 +31,10 @@ from gaming.duels.projector import LEASE_NAME, RatingProjector
 from gaming.duels.promotion import Eligibility, Promotion
 from gaming.duels.service import DuelService
 from gaming.duels.tickets import TicketSigner
+from gaming.duels.voter_screening import VoterScreening
 from gaming.ratings import RatingEnv
+from gaming.vote_integrity import ScreeningPolicy
+from gaming.vote_weights import VoteWeighting
 from ml.faces import DESCRIPTOR_SIZE
 from ml.faces import MODEL_ID as FACE_MODEL_ID
 from ml.pipelines.analysis import PhotoAnalyzer
@@ -41,26 +45,32 @@ from ml.vocabulary import Vocabulary
 from notifications.devices import DeviceRepository
 from notifications.dispatcher import Dispatcher
 from notifications.fcm import FcmSender
+from notifications.follower import OutboxFollower
 from notifications.outbox import Outbox
 from notifications.preferences import Preferences
 from notifications.pubsub import PubSub
 from notifications.service import NotificationService
+from photoduel.rate_limits import build_rate_limiter
 from photoduel.settings import Settings
 from photos.queries import PhotoQueries
 from photos.upload_rules import UploadRules
 from photos.uploads import RenditionSizes, UploadService
-from storage.background import BackgroundTask
 from storage.blobs import BlobStore
 from storage.celebrities import CelebrityGallery
 from storage.jobs import JobQueue
 from storage.leases import Lease, process_id
+from storage.persisted_queries import PersistedQueryRepository
 from storage.photos import PhotoRepository
 from storage.rating_batches import RatingBatchRepository
 from storage.rating_params import RatingParamsRepository
+from storage.singleton import Singleton
 from storage.users import UserRepository
 from storage.vectors import VectorIndex
 from storage.vocabulary import VocabularyRepository
+from storage.voter_flags import VoterFlagRepository
 from storage.votes import VoteRepository
+
+MAINTENANCE_LEASE = "maintenance"
 
 
 @dataclass(frozen=True)
@@ -75,11 +85,14 @@ class Services:
     users: UserRepository
     photos: PhotoRepository
     vocabulary: VocabularyRepository
+    persisted_queries: PersistedQueryRepository  # operation texts by hash (APQ, the allow-list)
     outbox: Outbox
     gallery: CelebrityGallery
     # Who is calling.
     auth: TokenVerifier
     seen_users: SeenUsers
+    # How much each caller may do (shared with the other processes through the database).
+    rate_limits: RateLimiter
     # Photos: uploads in, queries out.
     uploads: UploadService
     photo_queries: PhotoQueries
@@ -94,19 +107,28 @@ class Services:
     catalogue: DuelCatalogue
     projector: RatingProjector
     celebrity_offset: CelebrityOffsetStore
+    voter_screening: VoterScreening
     duels: DuelService
     promotion: Promotion
     notifications: NotificationService
+    # New outbox records from every process, to this process's live subscriptions (API processes).
+    events: OutboxFollower
     # Background work in this process: rung after an enqueue here, so a worker need not wait for its poll.
     job_doorbell: asyncio.Event
-    maintenance: BackgroundTask
+    # The chores (celebrity offset refit, featured announcements), in one worker per deployment by lease.
+    maintenance: Singleton
 
     def wake_worker(self) -> None:
         self.job_doorbell.set()
 
 
 def duel_secret(settings: Settings) -> bytes:
-    """The key that signs duel tickets: from settings, else kept in the data dir (made once, 0600)."""
+    """The key that signs duel tickets: from settings, else kept in the data dir (made once, 0600).
+
+    Not a cache but shared state: a ticket issued by one API process is voted through any other, so
+    every API process must read the same key (the setting, or one data dir). Read once at start, kept
+    for the process's life: rotating it means restarting every API process, and tickets issued under
+    the old key (valid for `PHOTODUEL_DUEL_TTL_SECONDS`) are then refused."""
     if settings.duel_secret is not None:
         return settings.duel_secret.get_secret_value().encode()
     path = settings.data_dir / "duel-secret"
@@ -120,9 +142,10 @@ def duel_secret(settings: Settings) -> bytes:
     return path.read_bytes().strip()
 
 
-def build_notifications(settings: Settings, db: AsyncDatabase[dict[str, Any]], outbox: Outbox) -> NotificationService:
+def build_notifications(settings: Settings, db: AsyncDatabase[dict[str, Any]], outbox: Outbox,
+                        users: UserRepository) -> NotificationService:
     """The outbox and in-app list always; a push dispatcher only with FCM credentials."""
-    devices, preferences = DeviceRepository(db), Preferences(db)
+    devices, preferences = DeviceRepository(db), Preferences(users)
     sender = FcmSender.from_settings(settings)
     dispatcher = Dispatcher(outbox, devices, preferences, sender) if sender is not None else None
     return NotificationService(outbox, devices, preferences, PubSub(), max_devices=settings.max_devices_per_user,
@@ -130,21 +153,30 @@ def build_notifications(settings: Settings, db: AsyncDatabase[dict[str, Any]], o
 
 
 def build_game(settings: Settings, db: AsyncDatabase[dict[str, Any]], photos: PhotoRepository,
-               ) -> tuple[RatingEnv, RatingFeed, DuelCatalogue, RatingProjector, CelebrityOffsetStore, DuelService]:
-    """Ratings, the duel catalogue, the projector that applies votes, and the duel service on top."""
+               ) -> tuple[RatingEnv, RatingFeed, DuelCatalogue, RatingProjector, CelebrityOffsetStore, VoterScreening,
+                          DuelService]:
+    """Ratings, the duel catalogue, the projector that applies votes, the voter screening whose decisions it
+    weighs votes by, and the duel service on top."""
     rating_env = RatingEnv(draw_probability=settings.draw_probability)
     batches = RatingBatchRepository(db)
     offset = CelebrityOffsetStore(RatingParamsRepository(db), batches, rating_env)
+    weighting = VoteWeighting(new_weight=settings.vote_weight_new, full_after=settings.vote_weight_full_after,
+                              anonymous_weight=settings.vote_weight_anonymous,
+                              anonymous_full_after=settings.vote_weight_anonymous_full_after)
     feed = RatingFeed(batches, poll_seconds=settings.rating_feed_seconds)
     catalogue = DuelCatalogue(photos, rating_env, reload_seconds=settings.catalogue_reload_seconds,
                               new_photos_seconds=settings.catalogue_new_photos_seconds)
     votes = VoteRepository(db)
+    screening = VoterScreening(votes, photos, VoterFlagRepository(db), RatingParamsRepository(db), rating_env,
+                               policy=ScreeningPolicy(alpha=settings.voter_screening_alpha),
+                               interval_seconds=settings.voter_screening_seconds)
     projector = RatingProjector(
         votes, batches, photos,
         Lease(db["leases"], LEASE_NAME, holder=process_id(), seconds=settings.projector_lease_seconds),
         rating_env, feed, adjustment_factory=adjustment_from, current_adjustment=offset.current,
         batch_size=settings.projector_batch_size, poll_seconds=settings.projector_poll_seconds,
         straggler_seconds=settings.projector_straggler_seconds,
+        weighting=weighting, current_screening=screening.excluded,
     )
     duels = DuelService(
         photos, votes, batches,
@@ -152,8 +184,9 @@ def build_game(settings: Settings, db: AsyncDatabase[dict[str, Any]], photos: Ph
                    catalogue=catalogue),
         TicketSigner(duel_secret(settings)), feed, ttl_seconds=settings.duel_ttl_seconds,
         result_wait_seconds=settings.vote_result_wait_seconds, on_vote=projector.offer,
+        history_needed=weighting.history_needed,
     )
-    return rating_env, feed, catalogue, projector, offset, duels
+    return rating_env, feed, catalogue, projector, offset, screening, duels
 
 
 def build_services(settings: Settings, mongo: AsyncMongoClient[dict[str, Any]], vectors: VectorIndex) -> Services:
@@ -171,26 +204,35 @@ def build_services(settings: Settings, mongo: AsyncMongoClient[dict[str, Any]], 
         blas_threads=settings.blas_threads,
     )
     job_doorbell = asyncio.Event()
-    rating_env, feed, catalogue, projector, offset, duels = build_game(settings, db, photos)
+    rating_env, feed, catalogue, projector, offset, screening, duels = build_game(settings, db, photos)
+    notifications = build_notifications(settings, db, outbox, users)
     return Services(
         settings=settings, mongo=mongo, db=db, blobs=blobs, vectors=vectors, jobs=jobs, users=users,
         photos=photos, vocabulary=VocabularyRepository(db), outbox=outbox, gallery=gallery,
+        persisted_queries=PersistedQueryRepository(db, cache_size=settings.persisted_query_cache_size),
         auth=TokenVerifier(
             project_id=settings.firebase_project_id,
             credentials_path=str(settings.firebase_credentials) if settings.firebase_credentials else None,
             app_name=f"photoduel-auth-{uuid.uuid4().hex[:8]}",  # firebase-admin App names are per process
+            check_revoked=settings.auth_check_revoked,
+            revocation_cache_seconds=settings.auth_revocation_cache_seconds,
         ),
-        seen_users=SeenUsers(users),
+        seen_users=SeenUsers(users), rate_limits=build_rate_limiter(settings, db),
         uploads=UploadService(photos, blobs, jobs, UploadRules.from_settings(settings), RenditionSizes(
             display_max_side=settings.display_max_side, thumbnail_max_side=settings.thumbnail_max_side,
-        ), on_enqueued=job_doorbell.set),
+        ), decode_threads=settings.upload_decode_threads, on_enqueued=job_doorbell.set),
         photo_queries=PhotoQueries(photos),
         models=models, analyzer=PhotoAnalyzer(models, Vocabulary.load_default()), faces=FaceModelRegistry(),
         recognizer=CelebrityRecognizer(gallery, models, max_distance=settings.celebrity_max_distance),
         rating_env=rating_env, feed=feed, catalogue=catalogue, projector=projector, celebrity_offset=offset,
+        voter_screening=screening,
         duels=duels,
         promotion=Promotion(photos, Eligibility(min_votes=settings.featured_min_votes,
                                             max_sigma=settings.featured_max_sigma), catalogue=catalogue),
-        notifications=build_notifications(settings, db, outbox),
-        job_doorbell=job_doorbell, maintenance=BackgroundTask("maintenance"),
+        notifications=notifications,
+        events=OutboxFollower(outbox, notifications.publish, mode=settings.events_follow,
+                              poll_seconds=settings.events_poll_seconds),
+        job_doorbell=job_doorbell,
+        maintenance=Singleton(Lease(db["leases"], MAINTENANCE_LEASE, holder=process_id(),
+                                    seconds=settings.maintenance_lease_seconds), every=settings.maintenance_seconds),
     )

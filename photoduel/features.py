@@ -6,7 +6,6 @@ keeps running beside its requests, and in which order it starts and stops.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -90,17 +89,25 @@ def build_worker(services: Services) -> Worker:
     )
 
 
-async def periodic_maintenance(services: Services) -> None:
-    """Promotion chores, in worker processes only: re-fit the celebrity offset from the vote log, and
-    announce photos that entered a featured set. (Votes need no recovery chore: the rating projector
+def maintenance_chores(services: Services) -> Callable[[], Awaitable[None]]:
+    """Promotion chores: re-fit the celebrity offset from the vote log, and announce photos that entered
+    a featured set. Every worker process is a candidate; the holder of the maintenance lease runs them
+    (`Services.maintenance`). Both are safe to repeat (a refit from the log, announcements keyed per
+    photo), which a lease taken over mid-run needs. (Votes need no recovery chore: the rating projector
     applies every logged vote, whichever process logged it.)"""
-    while True:
-        try:
-            await services.celebrity_offset.refit(min_new_votes=services.settings.celebrity_refit_votes)
-            await services.promotion.announce_newly_featured(services.notifications.announce_featured)
-        except Exception:
-            log.exception("maintenance.failed")
-        await asyncio.sleep(services.settings.maintenance_seconds)
+
+    async def chores() -> None:
+        await services.celebrity_offset.refit(min_new_votes=services.settings.celebrity_refit_votes)
+        await services.promotion.announce_newly_featured(services.notifications.announce_featured)
+        await screen_voters(services)
+
+    return chores
+
+
+async def screen_voters(services: Services) -> list[str]:
+    """Test the recent voters against the settled ratings, at most once per voter_screening_seconds, and
+    flag ballot stuffers (gaming/duels/voter_screening.py); safe to repeat. Who was flagged."""
+    return await services.voter_screening.screen_recent()
 
 
 async def start_up_chores(services: Services) -> None:
@@ -112,10 +119,13 @@ async def start_up_chores(services: Services) -> None:
 @contextlib.asynccontextmanager
 async def running(
     services: Services, *, run_worker: bool, run_projector: bool, load_model: bool, chores: bool,
+    live_events: bool = True,
 ) -> AsyncIterator[None]:
     """Start what this process runs beside its requests; stop it all, in reverse order, on the way out.
 
     `chores=False` for read-only maintenance commands: no start-up fixes and no background tasks.
+    `live_events=False` for processes that serve no subscriptions (`photoduel worker`, one-shot commands):
+    they do not follow the outbox.
     """
     await ensure_indexes(services.db, [*OUTBOX_INDEXES, *DEVICE_INDEXES])
     worker = build_worker(services) if run_worker else None
@@ -130,18 +140,21 @@ async def running(
             await services.feed.start_from_last()
             services.feed.subscribe(services.catalogue.apply_batch)
             services.feed.start()
+            if live_events:
+                await services.events.start()
         if load_model:
             services.models.start()
         if run_projector:
             services.projector.start()
         if worker is not None:
             worker.start()
-            services.maintenance.start(periodic_maintenance(services))
+            services.maintenance.start(maintenance_chores(services))
         yield
     finally:
         if worker is not None:
             await worker.stop()
         await services.maintenance.stop()
+        await services.events.stop()
         await services.projector.stop()
         await services.feed.stop()
         await services.catalogue.stop()

@@ -46,11 +46,12 @@ async def embedded_mongo_if_needed(settings: Settings) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings, *, run_worker: bool = False, run_projector: bool = False, load_model: bool = True,
-    open_vectors: bool = True, chores: bool = True,
+    open_vectors: bool = True, chores: bool = True, live_events: bool = True,
 ) -> AsyncIterator[Services]:
     """`open_vectors=False` for commands that never touch Milvus (the ratings commands): milvus-lite
     locks its file, so they can then run beside a running service. `chores=False` for read-only commands:
-    no start-up fixes (flags, orphaned uploads) and no background tasks."""
+    no start-up fixes (flags, orphaned uploads) and no background tasks. `live_events=False` where no
+    subscription is served (a worker, a one-shot command): the outbox is not followed."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with embedded_mongo_if_needed(settings) as uri:
         mongo = create_client(uri, timeout_seconds=settings.mongodb_timeout_seconds)
@@ -62,10 +63,11 @@ async def open_services(
             services = build_services(settings, mongo, vectors)
             try:
                 async with running(services, run_worker=run_worker, run_projector=run_projector,
-                                   load_model=load_model, chores=chores):
+                                   load_model=load_model, chores=chores, live_events=live_events):
                     yield services
             finally:
                 services.auth.close()
+                services.uploads.close()
         finally:
             await vectors.close()
             await mongo.close()

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.token_bucket import Rate
+
 
 class SettingsError(RuntimeError):
     """Raised at start when the environment describes an impossible configuration."""
@@ -67,12 +69,22 @@ class Settings(BaseSettings):
     firebase_auth_emulator_host: str | None = Field(
         None, validation_alias=AliasChoices("FIREBASE_AUTH_EMULATOR_HOST", "PHOTODUEL_FIREBASE_AUTH_EMULATOR_HOST")
     )
+    # A revoked token (or a disabled user) is refused: the user record is looked up (firebase-admin's
+    # check_revoked) at most once per user per auth_revocation_cache_seconds in each process, so a
+    # revocation takes effect within that time without a lookup per request. Needs a service account
+    # (PHOTODUEL_FIREBASE_CREDENTIALS) or the emulator; without either it is skipped, with a warning.
+    auth_check_revoked: bool = True
+    auth_revocation_cache_seconds: float = Field(60.0, ge=0, le=3600)
 
     # --- uploads -----------------------------------------------------------------------------
     max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0)
     max_upload_pixels: int = Field(50_000_000, gt=0)
     display_max_side: int = Field(2048, ge=64)
     thumbnail_max_side: int = Field(400, ge=32)
+    # Threads that decode uploads and encode their renditions (a 50 MP photo holds one for seconds): their
+    # own pool, so a burst of large uploads queues here instead of taking the default thread pool that
+    # token verification and the other blocking calls share.
+    upload_decode_threads: int = Field(2, ge=1, le=32)
 
     # --- ingest ------------------------------------------------------------------------------
     neighbours_k: int = Field(24, ge=1, le=200)
@@ -108,11 +120,24 @@ class Settings(BaseSettings):
     # Matchmaking's in-memory catalogue: new READY photos from other processes, and a full reload.
     catalogue_new_photos_seconds: float = Field(2.0, gt=0)
     catalogue_reload_seconds: float = Field(300.0, gt=0)
-    # Worker chores: re-fit the celebrity offset, announce newly featured photos.
+    # Worker chores: re-fit the celebrity offset, announce newly featured photos; every worker is a
+    # candidate, the holder of the lease runs them (another takes over within the lease when it dies).
     maintenance_seconds: float = Field(30.0, gt=0)
+    maintenance_lease_seconds: float = Field(60.0, ge=1)
     draw_probability: float = Field(0.10, ge=0, lt=1)
     featured_min_votes: int = Field(10, ge=1)
     featured_max_sigma: float = Field(3.0, gt=0)
+    # Vote weights (gaming/vote_weights.py): a new account's first vote counts vote_weight_new and its
+    # weight rises to 1 over its first vote_weight_full_after votes; anonymous Firebase accounts start at
+    # vote_weight_anonymous and need vote_weight_anonymous_full_after votes.
+    vote_weight_new: float = Field(0.5, ge=0, le=1)
+    vote_weight_full_after: int = Field(20, ge=0, le=1000)
+    vote_weight_anonymous: float = Field(0.25, ge=0, le=1)
+    vote_weight_anonymous_full_after: int = Field(50, ge=0, le=1000)
+    # Voter screening (gaming/vote_integrity.py), a worker chore: how often recent voters are tested
+    # against the settled ratings, and an honest voter's chance of ever being flagged.
+    voter_screening_seconds: float = Field(300.0, gt=0)
+    voter_screening_alpha: float = Field(1e-3, gt=0, lt=0.5)
 
     # --- celebrities -------------------------------------------------------------------------
     # Euclidean distance between dlib face descriptors under which a face is an enrolled person;
@@ -122,10 +147,64 @@ class Settings(BaseSettings):
 
     # --- notifications -----------------------------------------------------------------------
     max_devices_per_user: int = Field(10, ge=1, le=100)
+    # How each API process follows new outbox records for live subscriptions: a change stream where the
+    # server has them (auto), or polling by (created_at, _id) every events_poll_seconds. `change_stream`
+    # refuses to start without one; `poll` never opens one.
+    events_follow: Literal["auto", "change_stream", "poll"] = "auto"
+    events_poll_seconds: float = Field(1.0, gt=0, le=60)
 
     # --- api limits ------------------------------------------------------------------------
     max_query_depth: int = Field(10, ge=2)
     max_page_size: int = Field(100, ge=1, le=1000)
+    # An operation's cost (api/schema/limits.py: object fields 1, leaves 0, lists times `first`, fragments
+    # once per spread) and the fields that cost more, as "Type.field" -> cost (JSON in the environment).
+    max_query_cost: int = Field(5000, ge=1)
+    query_cost_weights: dict[str, int] = {
+        "Query.searchPhotos": 1000, "Query.similarPhotos": 200,
+        "Mutation.uploadPhoto": 1000, "Mutation.enrollCelebrity": 1000,
+    }
+    # Aliases per operation, each fragment counted once per place it is spread.
+    max_query_aliases: int = Field(30, ge=1)
+    # Schema introspection; unset: on in dev, off in prod.
+    graphql_introspection: bool | None = None
+    # Bodies other than multipart uploads (JSON operations); uploads keep PHOTODUEL_MAX_UPLOAD_BYTES.
+    max_json_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Automatic persisted queries: operation texts kept in process in front of their collection, and the
+    # allow-list mode (meant for prod) in which only operations registered with
+    # `photoduel register-operations` (or sent by an admin) run.
+    persisted_query_cache_size: int = Field(1000, ge=0)
+    persisted_queries_only: bool = False
+
+    # --- rate limits -------------------------------------------------------------------------
+    # Token buckets in MongoDB, shared by every API process (accounts/rate_limits.py). Each 'N/unit'
+    # (unit: second, minute, hour, day, or s/m/h/d with a count, e.g. '30/10s'): a burst of N, then N per
+    # unit; 'off': no limit. Per user (per IP when anonymous), except rate_limit_ip: every HTTP request
+    # but the health probes, per client address (behind a proxy: uvicorn's FORWARDED_ALLOW_IPS).
+    rate_limit_ip: str = "3000/minute"  # a flood guard: an office or campus NAT is one address
+    rate_limit_votes: str = "120/minute"
+    rate_limit_daily_votes: int = Field(5000, ge=0)  # per player per UTC day; 0: no cap
+    rate_limit_duels: str = "240/minute"  # nextDuel
+    # Duels drawn and not yet voted on; each frees itself within duel_ttl_seconds (0: no limit).
+    rate_limit_open_tickets: int = Field(30, ge=0)
+    rate_limit_skips: str = "30/minute"
+    rate_limit_uploads: str = "60/hour"
+    rate_limit_searches: str = "30/minute"  # searchPhotos
+    rate_limit_enrolments: str = "30/hour"  # enrollCelebrity
+    rate_limit_tag_edits: str = "60/minute"  # acceptTags, rejectTags, addVocabularyTags
+
+    # --- http --------------------------------------------------------------------------------
+    # Origins a browser may call the API from (comma-separated, e.g. 'https://app.example.com'); none:
+    # only same-origin pages and non-browser clients.
+    cors_origins: str = ""
+    # The service is reached over HTTPS (a TLS-terminating proxy): responses carry HSTS.
+    behind_tls: bool = False
+
+    @field_validator("rate_limit_ip", "rate_limit_votes", "rate_limit_duels", "rate_limit_skips",
+                     "rate_limit_uploads", "rate_limit_searches", "rate_limit_enrolments", "rate_limit_tag_edits")
+    @classmethod
+    def _rate_spec(cls, value: str) -> str:
+        Rate.parse(value)  # raises ValueError with the expected form
+        return value
 
     @field_validator("mongodb_uri", "milvus_uri", "fcm_url", "duel_secret", mode="before")
     @classmethod
@@ -161,11 +240,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _prod_refuses_emulator(self) -> Settings:
-        if self.env == "prod" and self.firebase_auth_emulator_host:
+    def _emulator_only_in_explicit_dev(self) -> Settings:
+        # "dev" is the default, so a production box that forgot PHOTODUEL_ENV would otherwise accept
+        # unsigned tokens just because the variable leaked into its environment.
+        if self.firebase_auth_emulator_host and (self.env != "dev" or "env" not in self.model_fields_set):
+            got = f"PHOTODUEL_ENV={self.env}" if "env" in self.model_fields_set else "PHOTODUEL_ENV unset"
             raise ValueError(
-                "FIREBASE_AUTH_EMULATOR_HOST is set while PHOTODUEL_ENV=prod: the emulator accepts unsigned "
-                "tokens, so production refuses to start with it. Unset it, or use PHOTODUEL_ENV=dev."
+                f"FIREBASE_AUTH_EMULATOR_HOST is set with {got}: the emulator accepts unsigned tokens, so it "
+                "is used only when PHOTODUEL_ENV=dev is set explicitly. Unset FIREBASE_AUTH_EMULATOR_HOST, "
+                "or set PHOTODUEL_ENV=dev."
             )
         return self
 
@@ -174,8 +257,16 @@ class Settings(BaseSettings):
         return self.env == "dev"
 
     @property
+    def introspection_enabled(self) -> bool:
+        return self.is_dev if self.graphql_introspection is None else self.graphql_introspection
+
+    @property
     def resolved_milvus_uri(self) -> str:
         return self.milvus_uri or str((self.data_dir / "milvus.db").resolve())
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

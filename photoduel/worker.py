@@ -2,7 +2,10 @@
 
 Runs inside `photoduel serve` by default, or alone as `photoduel worker` (any number of them). While a
 batch runs, a heartbeat keeps its leases alive; if this process dies the leases run out and another
-worker takes the jobs. On shutdown the worker stops taking jobs, lets the running batch finish for a
+worker takes the jobs, one at a time (`JobQueue.lease`), so a job that kills its worker takes no batch
+down with it twice; a job whose last attempt ran out its lease is parked by the next worker to lease
+its kind, which runs the handler's `on_parked`. A batch that raises is run again job by job, so one
+bad job fails alone. On shutdown the worker stops taking jobs, lets the running batch finish for a
 grace period, and releases whatever is still leased so another worker starts it at once.
 """
 
@@ -15,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
+from pymongo.errors import PyMongoError
 
-from storage.background import BackgroundTask, pause
+from storage.background import BackgroundTask, pause, raise_if_cancelled
 from storage.backoff import backoff_seconds
 from storage.jobs import PARKED, Defer, Done, Job, JobQueue, Outcome, Retry
 from storage.leases import process_id
@@ -100,6 +104,7 @@ class Worker:
             try:
                 worked = await self.run_once(loop)
             except Exception:
+                raise_if_cancelled()
                 log.exception("worker.loop_error", worker=self.worker_id)
                 worked = False
             if not worked:
@@ -115,13 +120,47 @@ class Worker:
         for kind, handler in self.handlers.items():
             if self._stopping.is_set():
                 break
+            await self._park_exhausted(kind, handler)
             jobs = await self.queue.lease(
-                self.worker_id, [kind], limit=handler.batch_size, lease_seconds=self.lease_seconds
+                self.worker_id, [kind], limit=handler.batch_size, lease_seconds=self.lease_seconds,
+                max_attempts=self.max_attempts,
             )
             if jobs:
                 await self._process(handler, jobs, loop)
                 return True
         return False
+
+    async def _park_exhausted(self, kind: str, handler: JobHandler) -> None:
+        """Jobs whose last attempt ran out its lease (they killed their worker, every time): parked here,
+        and the handler told, as for a job whose last attempt failed."""
+        for job, reason in await self.queue.park_exhausted([kind], max_attempts=self.max_attempts):
+            log.error("job.parked", job=str(job.id), kind=job.kind, attempts=job.attempts, reason=reason)
+            await self._on_parked(handler, job, reason)
+
+    @staticmethod
+    async def _on_parked(handler: JobHandler | None, job: Job, error: str) -> None:
+        on_parked = getattr(handler, "on_parked", None)
+        if on_parked is not None:
+            await on_parked(job, error)
+
+    async def _handle(self, handler: JobHandler, jobs: list[Job]) -> Mapping[Any, Outcome]:
+        """The batch's outcomes. When the batch raises, its jobs run again one by one: the exception is
+        most likely one job's, and the others should not spend attempts (and be parked) for it. Not for
+        a database error, which no job caused and which would only fail again per job."""
+        try:
+            return await handler.handle(jobs)
+        except Exception as exc:
+            log.exception("worker.batch_failed", worker=self.worker_id, jobs=len(jobs))
+            if len(jobs) == 1 or isinstance(exc, PyMongoError):
+                return {job.id: Retry(f"{type(exc).__name__}: {exc}") for job in jobs}
+        outcomes: dict[Any, Outcome] = {}
+        for job in jobs:
+            try:
+                outcomes.update(await handler.handle([job]))
+            except Exception as exc:
+                log.warning("job.raised", job=str(job.id), kind=job.kind, error=f"{type(exc).__name__}: {exc}")
+                outcomes[job.id] = Retry(f"{type(exc).__name__}: {exc}")
+        return outcomes
 
     async def _heartbeat(self, jobs: Sequence[Job]) -> None:
         while True:
@@ -132,11 +171,7 @@ class Worker:
         self._in_flight[loop] = jobs
         heartbeat = asyncio.create_task(self._heartbeat(jobs))
         try:
-            try:
-                outcomes = await handler.handle(jobs)
-            except Exception as exc:
-                log.exception("worker.batch_failed", worker=self.worker_id, jobs=len(jobs))
-                outcomes = {job.id: Retry(f"{type(exc).__name__}: {exc}") for job in jobs}
+            outcomes = await self._handle(handler, jobs)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -164,6 +199,5 @@ class Worker:
             )
             log.warning("job.failed", job=str(job.id), kind=job.kind, attempts=job.attempts,
                         error=outcome.error, state=state)
-            on_parked = getattr(self.handlers.get(job.kind), "on_parked", None)
-            if state == PARKED and on_parked is not None:
-                await on_parked(job, outcome.error)
+            if state == PARKED:
+                await self._on_parked(self.handlers.get(job.kind), job, outcome.error)

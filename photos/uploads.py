@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -60,6 +61,13 @@ def photo_document(photo_id: ObjectId, owner: str, title: str | None, data: byte
 
 
 class UploadService:
+    """Owns the decode pool: `decode_threads` threads decode uploads and encode their renditions.
+
+    Decoding a 50 MP photo holds a thread for seconds. On the event loop's default pool a burst of large
+    uploads would take every thread that token verification and the other blocking calls need, stalling
+    sign-in for everyone; on a pool of its own a burst only queues behind itself.
+    """
+
     def __init__(
         self,
         photos: PhotoRepository,
@@ -68,6 +76,7 @@ class UploadService:
         rules: UploadRules,
         sizes: RenditionSizes,
         *,
+        decode_threads: int = 2,
         on_enqueued: Callable[[], None] | None = None,
     ) -> None:
         self.photos = photos
@@ -76,6 +85,11 @@ class UploadService:
         self.rules = rules
         self.sizes = sizes
         self.on_enqueued = on_enqueued
+        self._decoder = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="upload-decode")
+
+    def close(self) -> None:
+        """Stop the decode pool (decodes already running finish; their requests are being shut down)."""
+        self._decoder.shutdown(wait=False, cancel_futures=True)
 
     def _prepare(self, data: bytes, declared_type: str | None) -> tuple[DecodedImage, dict[str, Rendition]]:
         decoded = self.rules.decode(data, declared_type)
@@ -102,7 +116,8 @@ class UploadService:
         if existing is not None:
             return UploadResult(existing, created=False)
 
-        decoded, renditions = await asyncio.to_thread(self._prepare, data, declared_type)
+        decoded, renditions = await asyncio.get_running_loop().run_in_executor(
+            self._decoder, self._prepare, data, declared_type)
         photo_id = ObjectId()
         blobs = await self._store_blobs(photo_id, owner, data, filename, decoded, renditions)
         doc = photo_document(photo_id, owner, title, data, filename, decoded, renditions, blobs)

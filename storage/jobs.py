@@ -4,17 +4,18 @@ Why not an in-memory queue: a job must survive the process that enqueued it and 
 it. Each job is one document whose `state` moves queued -> leased -> done, or back to queued with a
 later `run_at` after a failure, or to parked after `max_attempts`. A lease is an expiry time owned by
 one worker: a worker that dies stops heart-beating, its lease runs out and any other worker may take
-the job (that re-take counts as an attempt, so a job that kills its worker every time is parked, not
-retried forever). Completing or failing requires still owning the lease (`lease_owner` plus the
-`lease_token` handed out with it), so a worker that lost its lease can never overwrite the result of
-the worker that took over: each job completes exactly once.
+the job. Such a job is taken alone, and the take counts as an attempt: a job that kills its worker
+takes no batch down with it the next time, and once it has used its attempts it is parked when next
+leased (`park_exhausted`), not retried forever. Completing or failing requires still owning the lease
+(`lease_owner` plus the `lease_token` handed out with it), so a worker that lost its lease can never
+overwrite the result of the worker that took over: each job completes exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -28,6 +29,7 @@ from storage.leases import Grant, LeaseFields
 
 QUEUED, LEASED, DONE, PARKED = "queued", "leased", "done", "parked"
 LEASE = LeaseFields()
+LEASE_RAN_OUT = "the worker running it stopped before finishing it (a crash, a kill or out of memory)"
 
 
 @dataclass(frozen=True)
@@ -118,39 +120,38 @@ class JobQueue:
         return await self.enqueue(kind, payload, key=key)
 
     async def lease(
-        self, worker_id: str, kinds: Sequence[str], *, limit: int, lease_seconds: float
+        self, worker_id: str, kinds: Sequence[str], *, limit: int, lease_seconds: float,
+        max_attempts: int | None = None,
     ) -> list[Job]:
-        """Take up to `limit` runnable jobs: queued and due, or leased by a worker whose lease ran out.
+        """Take up to `limit` runnable jobs: queued and due, or one leased by a worker whose lease ran out.
 
-        A few round trips for any batch size, not one per job: read the oldest runnable ids, claim them
-        with conditional updates (a job another worker claimed in between no longer matches, so no job
-        is ever leased twice), read back what this lease token got. Jobs lost to a racing worker are
+        A job whose lease ran out comes alone: its worker died holding it, and if the job is what killed
+        it, the next crash takes no other job with it (the rest of its old batch comes back one at a
+        time too, and finishes). With `max_attempts`, a job that used them all is left to
+        `park_exhausted`, never leased again.
+
+        A few round trips for any batch size, not one per job: read the oldest due ids, claim them with
+        a conditional update (a job another worker claimed in between no longer matches, so no job is
+        ever leased twice), read back what this lease token got. Jobs lost to a racing worker are
         replaced from the next candidates, a couple of times at most.
         """
+        kinds_in = {"$in": list(kinds)}
+        survivor = await self._lease_survivor(worker_id, kinds_in, lease_seconds, max_attempts)
+        if survivor is not None:
+            return [survivor]
         jobs: list[Job] = []
         for _ in range(3):
             now = utcnow()
-            # Two queries, each on its own index, rather than one `$or`: the embedded server answers an
-            # `$or` by scanning the whole collection, and done jobs stay in it.
-            kinds_in = {"$in": list(kinds)}
-            runnable = [{"kind": kinds_in, "state": QUEUED, "run_at": {"$lte": now}},
-                        {"kind": kinds_in, "state": LEASED, **LEASE.expired(now)}]
-            found = [(query, d["_id"], d["run_at"]) for query in runnable
-                     for d in await self._jobs.find(query, {"_id": 1, "run_at": 1}).sort("run_at", 1)
-                     .limit(limit - len(jobs)).to_list(None)]
-            found = sorted(found, key=lambda f: f[2])[: limit - len(jobs)]
+            due = {"kind": kinds_in, "state": QUEUED, "run_at": {"$lte": now}}
+            found = await self._jobs.find(due, {"_id": 1}).sort("run_at", 1).limit(limit - len(jobs)).to_list(None)
             if not found:
                 break
-            candidates = [job_id for _, job_id, _ in found]
+            candidates = [doc["_id"] for doc in found]
             grant = Grant.new(worker_id, seconds=lease_seconds, now=now)
-            for query in runnable:
-                ids = [job_id for q, job_id, _ in found if q is query]
-                if ids:
-                    await self._jobs.update_many(
-                        {**query, "_id": {"$in": ids}},
-                        {"$set": {"state": LEASED, **LEASE.grant(grant), "updated_at": now},
-                         "$inc": {"attempts": 1}},
-                    )
+            await self._jobs.update_many(
+                {**due, "_id": {"$in": candidates}},
+                {"$set": {"state": LEASED, **LEASE.grant(grant), "updated_at": now}, "$inc": {"attempts": 1}},
+            )
             claimed = await self._jobs.find(
                 {"_id": {"$in": candidates}, **LEASE.held(worker_id, grant.token)}
             ).sort("run_at", 1).to_list(None)
@@ -158,6 +159,54 @@ class JobQueue:
             if len(claimed) == len(candidates) or len(jobs) >= limit:
                 break
         return jobs
+
+    def _ran_out(self, kinds_in: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """Leased jobs whose lease expired: their worker stopped (a crash or a kill) while holding them."""
+        return {"kind": kinds_in, "state": LEASED, **LEASE.expired(now)}
+
+    async def _lease_survivor(self, worker_id: str, kinds_in: Mapping[str, Any], lease_seconds: float,
+                              max_attempts: int | None) -> Job | None:
+        """The oldest job whose lease ran out, claimed alone; None if there is none (or another took it)."""
+        now = utcnow()
+        query = {**self._ran_out(kinds_in, now),
+                 **({} if max_attempts is None else {"attempts": {"$lt": max_attempts}})}
+        found = await self._jobs.find(query, {"_id": 1}).sort("run_at", 1).limit(1).to_list(None)
+        if not found:
+            return None
+        grant = Grant.new(worker_id, seconds=lease_seconds, now=now)
+        doc = await self._jobs.find_one_and_update(
+            {**query, "_id": found[0]["_id"]},
+            {"$set": {"state": LEASED, **LEASE.grant(grant), "updated_at": now, "last_error": LEASE_RAN_OUT},
+             "$inc": {"attempts": 1},
+             "$push": {"errors": {"$each": [{"at": now, "error": LEASE_RAN_OUT}], "$slice": -20}}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Job.from_doc(doc) if doc is not None else None
+
+    async def park_exhausted(self, kinds: Sequence[str], *, max_attempts: int, limit: int = 20
+                             ) -> list[tuple[Job, str]]:
+        """Park the jobs whose last allowed attempt ran out its lease (so `lease` no longer takes them).
+
+        Returns the jobs this call parked, each with the reason, so the caller runs the kind's
+        `on_parked` exactly once per job: of several workers racing, only the one whose conditional
+        write landed gets it.
+        """
+        now = utcnow()
+        query = {**self._ran_out({"$in": list(kinds)}, now), "attempts": {"$gte": max_attempts}}
+        found = await self._jobs.find(query, {"_id": 1}).sort("run_at", 1).limit(limit).to_list(None)
+        reason = f"gave up after {max_attempts} attempts: {LEASE_RAN_OUT}"
+        parked: list[tuple[Job, str]] = []
+        for candidate in found:
+            doc = await self._jobs.find_one_and_update(
+                {**query, "_id": candidate["_id"]},
+                {"$set": {"state": PARKED, "updated_at": now, "last_error": reason},
+                 "$push": {"errors": {"$each": [{"at": now, "error": reason}], "$slice": -20}},
+                 "$unset": {LEASE.expires: ""}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                parked.append((Job.from_doc(doc), reason))
+        return parked
 
     def _owned(self, job: Job, worker_id: str) -> dict[str, Any]:
         return {"_id": job.id, "state": LEASED, **LEASE.held(worker_id, job.lease_token)}

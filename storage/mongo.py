@@ -96,6 +96,12 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("votes", [("created_at", ASC)], "created"),
     IndexSpec("rating_batches", [("max_created_at", ASC)], "max_created"),
     IndexSpec("rating_batches", [("entries.vote", ASC)], "entry_vote"),
+    # `ratings rebuild`'s records (the last one says how the votes before it are weighed)
+    IndexSpec("rating_batches", [("rebase.at", ASC)], "rebase", {"sparse": True}),
+    # the voters whose votes are left out now, read by the projector once per batch
+    IndexSpec("voter_flags", [("status", ASC)], "status"),
+    # a rate-limit bucket goes once it would be full again (storage/rate_limits.py)
+    IndexSpec("rate_limits", [("expires_at", ASC)], "ttl", {"expireAfterSeconds": 0}),
     # GridFS's own two, under the names PyMongo gives them, so a database PyMongo set up matches as-is.
     IndexSpec(f"{BUCKET}.files", [("filename", ASC), ("uploadDate", ASC)], "filename_1_uploadDate_1"),
     IndexSpec(f"{BUCKET}.chunks", [("files_id", ASC), ("n", ASC)], "files_id_1_n_1", {"unique": True}),

@@ -21,7 +21,7 @@ here, so an index in `storage.mongo` can be checked against the queries that nee
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 
 PROCESSING, READY, FAILED = "PROCESSING", "READY", "FAILED"
 MAX_TAGS_PER_PHOTO = 30
+MAX_REJECTED_TAGS = 100
+# Compare-and-set tries of one tag review against concurrent ones before it gives up.
+TAG_WRITE_ATTEMPTS = 10
 # Documents per round trip for whole-collection reads: each round trip has its own deadline.
 SCAN_BATCH = 5000
 
@@ -102,6 +105,18 @@ class ReadyWrites:
 
 class TagLimitExceeded(ValueError):
     pass
+
+
+class TagReviewConflict(RuntimeError):
+    """A tag review lost its compare-and-set every time: only a flood of reviews of one photo does that."""
+
+
+TagChange = Callable[[list[str], list[str]], tuple[list[str], list[str]]]
+
+
+def _as_read(doc: Doc, field: str) -> Doc:
+    """A filter matching the field exactly as it was read (an array compares whole; absent stays absent)."""
+    return {field: doc[field]} if field in doc else {field: {"$exists": False}}
 
 
 class PhotoRepository(Repository):
@@ -188,27 +203,42 @@ class PhotoRepository(Repository):
 
     async def accept_tags(self, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
         """Accepted tags make the photo findable by tag and feed neighbours' suggestions; raises
-        TagLimitExceeded past MAX_TAGS_PER_PHOTO."""
-        doc = await self.get(photo_id)
-        if doc is None:
-            return None
-        merged = list(dict.fromkeys([*doc.get("tags", []), *tags]))
-        if len(merged) > MAX_TAGS_PER_PHOTO:
-            raise TagLimitExceeded(f"a photo has at most {MAX_TAGS_PER_PHOTO} tags")
-        return await self.collection.find_one_and_update(
-            {"_id": photo_id},
-            {"$addToSet": {"tags": {"$each": list(tags)}}, "$pull": {"rejected_tags": {"$in": list(tags)}},
-             "$set": {"updated_at": now()}},
-            return_document=ReturnDocument.AFTER,
-        )
+        TagLimitExceeded past MAX_TAGS_PER_PHOTO, also when a concurrent review got there first."""
+
+        def change(accepted: list[str], rejected: list[str]) -> tuple[list[str], list[str]]:
+            merged = list(dict.fromkeys([*accepted, *tags]))
+            if len(merged) > MAX_TAGS_PER_PHOTO:
+                raise TagLimitExceeded(f"a photo has at most {MAX_TAGS_PER_PHOTO} tags")
+            return merged, [t for t in rejected if t not in tags]
+
+        return await self._review_tags(photo_id, change)
 
     async def reject_tags(self, photo_id: ObjectId, tags: Sequence[str]) -> Doc | None:
-        return await self.collection.find_one_and_update(
-            {"_id": photo_id},
-            {"$addToSet": {"rejected_tags": {"$each": list(tags)}}, "$pull": {"tags": {"$in": list(tags)}},
-             "$set": {"updated_at": now()}},
-            return_document=ReturnDocument.AFTER,
-        )
+        """The rejected list only hides suggestions, so it keeps the MAX_REJECTED_TAGS most recent
+        rather than growing the document without bound."""
+
+        def change(accepted: list[str], rejected: list[str]) -> tuple[list[str], list[str]]:
+            kept = [t for t in rejected if t not in tags] + list(dict.fromkeys(tags))
+            return [t for t in accepted if t not in tags], kept[-MAX_REJECTED_TAGS:]
+
+        return await self._review_tags(photo_id, change)
+
+    async def _review_tags(self, photo_id: ObjectId, change: TagChange) -> Doc | None:
+        """Compare-and-set: the write applies only while both lists are as read, so reviews racing each
+        other cannot together pass a cap; the one that lost re-reads and recomputes."""
+        for _ in range(TAG_WRITE_ATTEMPTS):
+            doc = await self.collection.find_one({"_id": photo_id}, {"tags": 1, "rejected_tags": 1})
+            if doc is None:
+                return None
+            accepted, rejected = change(list(doc.get("tags", [])), list(doc.get("rejected_tags", [])))
+            updated = await self.collection.find_one_and_update(
+                {"_id": photo_id, **_as_read(doc, "tags"), **_as_read(doc, "rejected_tags")},
+                {"$set": {"tags": accepted, "rejected_tags": rejected, "updated_at": now()}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if updated is not None:
+                return updated
+        raise TagReviewConflict(f"photo {photo_id}: {TAG_WRITE_ATTEMPTS} concurrent tag reviews in a row")
 
     # --- ingest: status transitions and neighbour lists ---------------------------------------------
 
@@ -308,6 +338,11 @@ class PhotoRepository(Repository):
         """What the rating projector needs of a batch's photos: rating, celebrity flags, prior."""
         cursor = self.collection.find({"_id": {"$in": list(set(ids))}},
                                       {"rating": 1, "rating_seq": 1, "celebrity": 1, "quality": 1})
+        return {d["_id"]: d async for d in cursor}
+
+    async def owners_and_ratings(self, ids: Sequence[ObjectId]) -> dict[ObjectId, Doc]:
+        """What the voter screening compares votes with: each photo's owner and settled rating."""
+        cursor = self.collection.find({"_id": {"$in": list(set(ids))}}, {"owner": 1, "rating": 1})
         return {d["_id"]: d async for d in cursor}
 
     async def write_ratings(self, seq: int, ratings: Mapping[ObjectId, Doc]) -> int:

@@ -7,7 +7,10 @@ horizon (every vote created before it is applied by this batch or an earlier one
 entries (in application order: vote, left, right, choice, left_celebrity, right_celebrity, and the
 two resulting ratings; or vote and ``gone`` when a photo no longer exists), and ratings (the final
 rating fields of every photo the batch touched, written here *before* the photos, so a projector
-that dies between the two writes is repeated from this record with the same result).
+that dies between the two writes is repeated from this record with the same result). An entry also
+keeps its vote's weight (`gaming.vote_weights`) and what it was computed from (player, anonymous,
+history). A rebase record (`ratings rebuild`) has no entries and a ``rebase`` field (at, weighting,
+excluded voters): every vote in an earlier batch is weighed by it instead of by its recorded weight.
 
 The log order of the votes is this collection's order: batch by batch, entry by entry.
 """
@@ -44,6 +47,10 @@ class RatingBatchRepository(Repository):
         cursor = self.collection.find({"max_created_at": {"$gte": since}}, {"entries.vote": 1, "entries.created_at": 1})
         return {e["vote"]: e["created_at"] async for b in cursor for e in b.get("entries", [])
                 if e["created_at"] >= since}
+
+    async def last_rebase(self) -> Doc | None:
+        """The newest rebase record (`ratings rebuild` re-weighed every vote before it; see the projector)."""
+        return await self.collection.find_one({"rebase": {"$exists": True}}, {"rebase": 1}, sort=[("_id", -1)])
 
     async def entry_for(self, vote_id: ObjectId) -> Doc | None:
         """The applied entry of one vote (with its resulting ratings), or None if not applied yet."""

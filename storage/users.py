@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from storage.base import Repository
+from storage.clock import utcnow
 
 
 class UserRepository(Repository):
@@ -21,7 +21,7 @@ class UserRepository(Repository):
         No document comes back: `find_one_and_update(upsert=True)` has been seen to return None for the
         losing side of such a race, and no caller needs the document.
         """
-        now = datetime.now(UTC)
+        now = utcnow()
         update: dict[str, Any] = {
             "$set": {"last_seen_at": now, "admin": admin, **({"email": email} if email else {}),
                      **({"name": name} if name else {})},
@@ -32,3 +32,21 @@ class UserRepository(Repository):
         except DuplicateKeyError:
             result = await self.collection.update_one({"_id": uid}, update, upsert=True)
         return result.upserted_id is not None
+
+    # --- notification preferences (`muted: [kind, ...]`, read by push delivery) ------------------------
+    async def muted(self, uid: str) -> set[str]:
+        doc = await self.collection.find_one({"_id": uid}, {"muted": 1})
+        return set((doc or {}).get("muted") or [])
+
+    async def is_muted(self, uid: str, kind: str) -> bool:
+        return await self.collection.count_documents({"_id": uid, "muted": kind}, limit=1) > 0
+
+    async def set_muted(self, uid: str, kind: str, muted: bool) -> None:
+        """Idempotent. Upserts: a preference must not be lost if it arrives before the user's first sign-in
+        creates the document. Two first writes for one user race on _id: the loser retries as an update."""
+        change: dict[str, Any] = {"$addToSet": {"muted": kind}} if muted else {"$pull": {"muted": kind}}
+        update = {**change, "$setOnInsert": {"created_at": utcnow()}}
+        try:
+            await self.collection.update_one({"_id": uid}, update, upsert=True)
+        except DuplicateKeyError:
+            await self.collection.update_one({"_id": uid}, update, upsert=True)

@@ -56,6 +56,28 @@ class VoteRepository(Repository):
         cursor = self.collection.find({"player": player, "pair": {"$in": list(keys)}}, {"pair": 1, "_id": 0})
         return {d["pair"] async for d in cursor}
 
+    async def count_for_player(self, player: str, *, limit: int) -> int:
+        """How many votes (not skips) this player cast, counted up to `limit` (the weight needs no more)."""
+        if limit <= 0:
+            return 0
+        return await self.collection.count_documents({"player": player, "choice": {"$ne": SKIP}}, limit=limit)
+
+    async def by_player(self, player: str, *, since: datetime | None = None, limit: int = 0) -> list[Doc]:
+        """This player's votes (not skips), oldest first: what the voter screening reads. `limit` keeps the
+        newest that many."""
+        query: dict[str, Any] = {"player": player, "choice": {"$ne": SKIP}}
+        if since is not None:
+            query["created_at"] = {"$gte": since}
+        cursor = self.collection.find(query).sort([("created_at", -1), ("_id", -1)])
+        if limit:
+            cursor = cursor.limit(limit)
+        return list(reversed(await cursor.to_list(None)))
+
+    async def players_between(self, start: datetime, end: datetime) -> list[str]:
+        """Who voted in [start, end): the voters the screening looks at again."""
+        return [str(p) for p in await self.collection.distinct(
+            "player", {"created_at": {"$gte": start, "$lt": end}, "choice": {"$ne": SKIP}})]
+
     async def created_between(self, start: datetime, end: datetime | None = None, *,
                               limit: int = 0) -> list[Doc]:
         """Votes (not skips) created in [start, end), oldest first: the projector's tail."""
@@ -70,3 +92,12 @@ class VoteRepository(Repository):
 
     async def count_votes(self) -> int:
         return await self.collection.count_documents({"choice": {"$ne": SKIP}})
+
+    # --- the vote path before the rating projector (read once, by `gaming.duels.legacy`) -------------
+    async def legacy_applied(self) -> list[Doc]:
+        """Votes the old request path applied itself (`applied_seq` set), in the order it applied them."""
+        return await self.collection.find({"applied_seq": {"$ne": None}}).sort("applied_seq", 1).to_list(None)
+
+    async def oldest_never_applied(self) -> Doc | None:
+        """The oldest vote the old path logged but never applied (the projector's sweep finds it)."""
+        return await self.collection.find_one({"applied_seq": None}, sort=[("created_at", 1)])

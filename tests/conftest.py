@@ -15,13 +15,18 @@ from typing import Any
 
 import pytest
 
-# Before firebase-admin or torch are used anywhere in the session.
-os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+from tests.auth_emulator import AuthEmulator
+
+# Before firebase-admin or torch are used anywhere in the session. Tokens are checked for revocation by
+# a user lookup: the loopback emulator answers it, for this process and the child processes tests start.
+AUTH_EMULATOR = AuthEmulator().start()
+os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = AUTH_EMULATOR.host
+os.environ.setdefault("PHOTODUEL_ENV", "dev")  # the emulator is honoured only with dev set explicitly
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch
+import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -31,6 +36,12 @@ from storage.embedded_mongo import EmbeddedMongo  # noqa: E402
 from tests.servers import LiveServer  # noqa: E402
 
 configure_logging("WARNING", json=False)
+
+
+@pytest.fixture(scope="session")
+def auth_emulator() -> AuthEmulator:
+    """The loopback Auth emulator every process of the session verifies tokens against."""
+    return AUTH_EMULATOR
 
 
 @pytest.fixture(scope="session")

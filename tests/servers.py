@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -85,5 +86,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None or name == "firebase_auth_emulator_host":
             continue
-        env[f"PHOTODUEL_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, dict | list):
+            env[f"PHOTODUEL_{name.upper()}"] = json.dumps(value)  # how pydantic-settings reads complex values
+        else:
+            env[f"PHOTODUEL_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env

@@ -5,6 +5,10 @@ with their worker off and one `photoduel worker`, each a real child process (tes
 upload through one API is processed by the worker and found through the other; a duel issued by one
 API is voted through the other; every acknowledged vote is applied exactly once whichever process
 holds the rating projector's lease, and when that process is killed another takes the lease over.
+Events recorded by the worker (`tagSuggestionsReady`, `notificationAdded`) reach a websocket held by
+the other API process, through its outbox follower; a client whose API process is killed reconnects
+to the other and gets the next event. The maintenance chores run in one worker by lease, and another
+worker takes them over when the holder is killed.
 `photoduel database` stops its server when stopped, and when killed.
 
 The `cluster` fixture yields the running deployment with its URLs, for more cross-process tests.
@@ -12,6 +16,7 @@ The `cluster` fixture yields the running deployment with its URLs, for more cros
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -28,8 +33,10 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from gaming.duels.projector import LEASE_NAME
+from photoduel.container import MAINTENANCE_LEASE
 from storage.clock import utcnow
 from storage.embedded_mongo import free_port
+from tests.graphql_ws import Ws, connect
 from tests.processes import Child, Cluster, mongo_answers, photoduel, running_cluster, wait_for
 from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, near_copy, skimage_photo, upload_ok
@@ -50,7 +57,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) -> Iterat
     env = {"PHOTODUEL_CLIP_MODEL": str(tiny_clip), "PHOTODUEL_CLIP_BATCH_SIZE": "8",
            "PHOTODUEL_WORKER_POLL_SECONDS": "0.1", "PHOTODUEL_JOB_RETRY_BASE_SECONDS": "0.2",
            "PHOTODUEL_PROJECTOR_LEASE_SECONDS": str(LEASE_SECONDS),
-           "PHOTODUEL_CATALOGUE_NEW_PHOTOS_SECONDS": "0.5"}
+           "PHOTODUEL_CATALOGUE_NEW_PHOTOS_SECONDS": "0.5",
+           "PHOTODUEL_MAINTENANCE_SECONDS": "0.5", "PHOTODUEL_MAINTENANCE_LEASE_SECONDS": str(LEASE_SECONDS)}
     with running_cluster(tmp_path_factory.mktemp("cluster"), apis=2, workers=1, env=env) as running:
         yield running
 
@@ -88,8 +96,8 @@ def pid_of(holder: str) -> int:
     return int(holder.split(":")[1])
 
 
-def projector_holder(db: Database[Doc]) -> str | None:
-    lease = db.leases.find_one({"_id": LEASE_NAME})
+def projector_holder(db: Database[Doc], name: str = LEASE_NAME) -> str | None:
+    lease = db.leases.find_one({"_id": name})
     return str(lease["holder"]) if lease is not None and lease["expires_at"] > utcnow() else None
 
 
@@ -198,6 +206,11 @@ def test_an_upload_through_one_api_is_processed_by_the_worker_and_found_through_
         assert done["duplicateOf"] == {"id": original["id"]}  # found by a vector search in the shared Milvus
 
         for photo_id in (original["id"], copy["id"]):
+            def done(photo_id: str = photo_id) -> bool:  # the job is closed just after the photo is READY
+                job = db.jobs.find_one({"kind": "ingest", "payload.photo_id": photo_id})
+                return job is not None and job["state"] == "done"
+
+            wait_until(done, "the ingest job done", 30, cluster)
             job = db.jobs.find_one({"kind": "ingest", "payload.photo_id": photo_id})
             assert job is not None and job["state"] == "done"
             assert pid_of(job["lease_owner"]) == cluster.workers[0].pid, "ingested by the worker process"
@@ -295,7 +308,8 @@ def test_the_database_command_stops_its_server_on_sigterm_and_when_killed(tmp_pa
     for how in ("SIGTERM", "SIGKILL"):
         port = free_port()
         child = Child(f"database-{how}", photoduel("database", "--port", str(port), "--path", str(storage)),
-                      {k: v for k, v in os.environ.items() if not k.startswith("PHOTODUEL_")},
+                      {k: v for k, v in os.environ.items()  # no service settings: the database needs none
+                       if not k.startswith("PHOTODUEL_") and k != "FIREBASE_AUTH_EMULATOR_HOST"},
                       tmp_path / f"{how}.log").start()
         uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
         wait_for(functools.partial(mongo_answers, uri), "answering ping", child, 60)
@@ -316,3 +330,94 @@ def test_wait_for_stores_returns_once_both_servers_answer_and_fails_at_its_timeo
     missing = subprocess.run(photoduel("wait-for-stores", "--timeout", "1"), env=nowhere,
                              capture_output=True, timeout=60)
     assert missing.returncode == 1 and "milvus" in missing.stderr.decode()
+
+
+ADDED = "subscription { notificationAdded { id kind photoId } }"
+READY = "subscription($id: ID!) { tagSuggestionsReady(photoId: $id) { id status suggestions { tag } } }"
+
+
+def upload_through(cluster: Cluster, api: Child, owner: str, seed: int) -> str:
+    with httpx.Client(base_url=cluster.url(api), timeout=60) as http:
+        return str(upload_ok(http, jpeg_bytes(generated_photo(seed)), auth_header(owner))["id"])
+
+
+async def next_added(ws: Ws, photo_id: str, timeout: float = 90) -> dict[str, Any]:
+    message = await ws.next("added", timeout=timeout)
+    assert message["type"] == "next" and "errors" not in message["payload"], message
+    added = message["payload"]["data"]["notificationAdded"]
+    assert added["photoId"] == photo_id and added["kind"] == "TAG_SUGGESTIONS", added
+    return dict(added)
+
+
+async def test_events_the_worker_records_reach_a_websocket_held_by_the_other_api(cluster: Cluster) -> None:
+    """Upload through API 1, the worker ingests, the owner's websocket on API 2 hears both subscriptions."""
+    api1, api2 = cluster.apis
+    async with connect(cluster.url(api2), "wendy") as ws:
+        await ws.subscribe("added", ADDED)
+        photo_id = await asyncio.to_thread(upload_through, cluster, api1, "wendy", 900)
+        await ws.subscribe("ready", READY, id=photo_id)
+        ready = await ws.next("ready", timeout=90)
+        assert ready["type"] == "next", ready
+        photo = ready["payload"]["data"]["tagSuggestionsReady"]
+        assert photo["id"] == photo_id and photo["status"] == "READY" and photo["suggestions"]
+        assert (await ws.next("ready"))["type"] == "complete"
+        added = await next_added(ws, photo_id)
+        with pytest.raises(TimeoutError):  # one record, one event: nothing repeats it
+            await ws.next("added", timeout=1.5)
+    assert added["id"]
+
+
+async def wait_closed(ws: Ws, timeout: float = 30) -> None:
+    """Read until the server's end of the websocket is gone."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await ws.session.receive_json(timeout=1)
+        except TimeoutError:
+            continue
+        except Exception:  # httpx-ws raises its own disconnect and network errors
+            return
+    raise AssertionError("the websocket stayed open after its server was killed")
+
+
+async def test_a_client_whose_api_process_is_killed_reconnects_to_the_other_and_gets_the_next_event(
+    cluster: Cluster,
+) -> None:
+    api1, api2 = cluster.apis
+    try:
+        async with connect(cluster.url(api2), "karl") as ws:
+            await ws.subscribe("added", ADDED)
+            first = await asyncio.to_thread(upload_through, cluster, api1, "karl", 910)
+            await next_added(ws, first)  # subscribed and live on API 2
+            await asyncio.to_thread(api2.kill)
+            await wait_closed(ws)
+        async with connect(cluster.url(api1), "karl") as ws:  # what a client's retry does: the other API
+            await ws.subscribe("added", ADDED)
+            second = await asyncio.to_thread(upload_through, cluster, api1, "karl", 911)
+            await next_added(ws, second)
+    finally:
+        await asyncio.to_thread(cluster.restart, api2)
+
+
+def test_one_worker_runs_the_chores_and_another_takes_over_when_it_is_killed(
+    cluster: Cluster, db: Database[Doc],
+) -> None:
+    spare = cluster.add_worker("worker2")
+    cluster.wait_ready(spare)
+    holder = projector_holder(db, MAINTENANCE_LEASE)
+    assert holder is not None
+    victim = cluster.by_pid(pid_of(holder))
+    assert victim in cluster.workers, f"the chores run in a worker, not {holder}"
+    heir = next(w for w in cluster.workers if w is not victim and w.alive())
+    time.sleep(LEASE_SECONDS)  # several ticks of both candidates: the lease stays where it is
+    assert projector_holder(db, MAINTENANCE_LEASE) == holder
+    assert "singleton.took_over" not in heir.output()
+
+    victim.kill()
+    killed_at = time.monotonic()
+    wait_until(lambda: projector_holder(db, MAINTENANCE_LEASE) not in (None, holder), "the chores taken over",
+               LEASE_SECONDS + 30, cluster)
+    takeover = time.monotonic() - killed_at
+    assert cluster.by_pid(pid_of(projector_holder(db, MAINTENANCE_LEASE) or "")) is heir
+    assert takeover < LEASE_SECONDS + 5, f"took {takeover:.1f}s for a {LEASE_SECONDS:g}s lease"
+    wait_for(lambda: "singleton.took_over" in heir.output(), "running the chores", heir, 10)

@@ -9,7 +9,6 @@ server) receives the push.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from bson import ObjectId
-from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from PIL import Image
 from skimage import data as skdata
 
@@ -27,6 +25,7 @@ from notifications.outbox import announce_suggestions_ready
 from notifications.pubsub import user_topic
 from photoduel.settings import Settings
 from tests.fcm_server import LoopbackFcm, write_service_account
+from tests.graphql_ws import connect as connect_ws
 from tests.servers import LiveServer
 from tests.tokens import auth_header
 
@@ -83,47 +82,12 @@ async def on_server(server: LiveServer, coro: Any) -> Any:
     return await asyncio.to_thread(server.run, coro)
 
 
-class Ws:
-    """A graphql-transport-ws client: messages sorted by operation id as they arrive."""
-
-    def __init__(self, session: AsyncWebSocketSession) -> None:
-        self.session = session
-        self.inbox: dict[str, list[dict[str, Any]]] = {}
-
-    async def subscribe(self, op_id: str, query: str, **variables: Any) -> None:
-        await self.session.send_json({"id": op_id, "type": "subscribe",
-                                      "payload": {"query": query, "variables": variables}})
-
-    async def next(self, op_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not self.inbox.get(op_id):
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise TimeoutError(f"no message for {op_id}")
-            message = await self.session.receive_json(timeout=remaining)
-            if message["type"] == "ping":
-                await self.session.send_json({"type": "pong"})
-            elif "id" in message:
-                self.inbox.setdefault(message["id"], []).append(message)
-        return self.inbox[op_id].pop(0)
-
-
 @pytest.fixture
 def ws_connect(push_server: LiveServer) -> Callable[[str | None], Any]:
     def connect(uid: str | None) -> Any:
-        return _ws(push_server, uid)
+        return connect_ws(push_server.url, uid)
 
     return connect
-
-
-@contextlib.asynccontextmanager
-async def _ws(server: LiveServer, uid: str | None) -> AsyncIterator[Ws]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        ws_url = server.url.replace("http://", "ws://") + "/graphql"
-        async with aconnect_ws(ws_url, client, subprotocols=["graphql-transport-ws"]) as session:
-            await session.send_json({"type": "connection_init", "payload": auth_header(uid) if uid else {}})
-            assert (await session.receive_json(timeout=10))["type"] == "connection_ack"
-            yield Ws(session)
 
 
 def astronaut_jpeg() -> bytes:

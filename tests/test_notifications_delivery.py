@@ -27,6 +27,7 @@ from notifications.preferences import Preferences
 from notifications.pubsub import PubSub, user_topic
 from photoduel.services import open_services
 from storage.mongo import create_client, ensure_indexes
+from storage.users import UserRepository
 from tests.fcm_server import LoopbackFcm, write_service_account
 
 PROJECT = "demo-photoduel"
@@ -65,7 +66,7 @@ class Parts:
         self.db = db
         self.outbox = Outbox(db)
         self.devices = DeviceRepository(db)
-        self.preferences = Preferences(db)
+        self.preferences = Preferences(UserRepository(db))
         self.sender = sender
 
     def dispatcher(self, config: DispatchConfig = FAST, owner: str | None = None) -> Dispatcher:

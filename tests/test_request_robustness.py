@@ -76,8 +76,8 @@ def test_an_unexpected_error_outside_graphql_is_a_masked_json_500(server: LiveSe
     with httpx.Client(base_url=server.url, timeout=30) as client:
         response = client.get(f"/images/{photo_id}/display")
     assert response.status_code == 500
-    assert response.json() == {"data": None, "errors": [
-        {"message": "Unexpected error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}
+    assert response.json() == {"data": None, "errors": [{"message": "Unexpected error.", "extensions": {
+        "code": "INTERNAL_SERVER_ERROR", "requestId": response.headers["x-request-id"]}}]}
 
 
 # --- a database of our own, to stop and kill --------------------------------------------------------

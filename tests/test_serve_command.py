@@ -21,7 +21,7 @@ def start_serve(env_overrides: dict[str, str], tmp: Path) -> tuple[subprocess.Po
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTODUEL_")}
     env.update({"PHOTODUEL_DATA_DIR": str(tmp / "data"), "PHOTODUEL_PORT": str(port),
-                "PHOTODUEL_TORCH_THREADS": "1", **env_overrides})
+                "PHOTODUEL_TORCH_THREADS": "1", "PHOTODUEL_ENV": "dev", **env_overrides})
     env.pop("PHOTODUEL_MONGODB_URI", None)  # the embedded server, as on a fresh machine
     process = subprocess.Popen([sys.executable, "-m", "photoduel.cli", "serve"], env=env,
                                stdout=open(tmp / "serve.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115

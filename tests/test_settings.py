@@ -13,6 +13,7 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PHOTODUEL_"):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST")  # honoured only with PHOTODUEL_ENV=dev set explicitly
     settings = load_settings()
     assert settings.port == 8000
     assert settings.firebase_project_id == "demo-photoduel"

@@ -6,15 +6,20 @@ from strawberry.types import Info
 
 from api.errors import BadUserInput, NotFound
 from api.resolvers.photos import read_upload
+from api.schema.common import capped
 from ml.pipelines.celebrity_enrolment import EnrolmentRejected, enrol_celebrity
 from ml.pipelines.celebrity_enrolment import remove_celebrity as remove_from_gallery
 from storage.celebrities import Celebrity
+
+#: Photos of one person per enrolment: each is decoded and searched for a face.
+MAX_ENROLMENT_FILES = 20
 
 
 async def enroll_celebrity(info: Info, name: str, files: list[Any]) -> Celebrity:
     services = info.context.services
     admin = info.context.require_user()  # IsAdmin on the field checked the rights
     rules = services.uploads.rules
+    capped(files, "files", MAX_ENROLMENT_FILES)
     uploads = [(await read_upload(rules, f), getattr(f, "content_type", None)) for f in files]
     try:
         return await enrol_celebrity(

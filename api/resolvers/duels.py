@@ -7,6 +7,7 @@ from api.errors import ApiError
 from api.schema.common import Connection, connection, page_size, paged
 from api.schema.duel_types import Duel, DuelChoice, LeaderboardPeriod, VoteResult
 from api.schema.photos import Photo
+from api.throttle import release_ticket
 from gaming.duels.promotion import Period
 from gaming.duels.service import DuelError
 from gaming.ratings import Outcome
@@ -17,8 +18,10 @@ async def next_duel(info: Info, category: str | None = None) -> Duel | None:
     try:
         picked = await info.context.services.duels.next_duel(player, category.strip().lower() if category else None)
     except DuelError as exc:
+        await release_ticket(info)
         raise ApiError(str(exc), code=exc.code) from None
     if picked is None:
+        await release_ticket(info)
         return None
     return Duel(id=strawberry.ID(picked.id), left=Photo.from_doc(picked.left, blind=True),
                 right=Photo.from_doc(picked.right, blind=True), expires_at=picked.ticket.expires_at)
@@ -27,9 +30,12 @@ async def next_duel(info: Info, category: str | None = None) -> Duel | None:
 async def vote_duel(info: Info, duel_id: strawberry.ID, choice: DuelChoice) -> VoteResult:
     player = info.context.require_user()
     try:
-        outcome = await info.context.services.duels.vote(str(duel_id), player, Outcome(choice.value))
+        outcome = await info.context.services.duels.vote(str(duel_id), player, Outcome(choice.value),
+                                                         anonymous=info.context.principal.anonymous_account)
     except DuelError as exc:
         raise ApiError(str(exc), code=exc.code) from None
+    if outcome.accepted:
+        await release_ticket(info)
     return VoteResult(accepted=outcome.accepted, applied=outcome.applied, left=Photo.from_doc(outcome.left),
                       right=Photo.from_doc(outcome.right))
 

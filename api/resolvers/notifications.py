@@ -17,8 +17,9 @@ from notifications.service import MAX_MARK_READ, NotificationService
 from storage.base import parse_object_id
 from storage.photos import PROCESSING
 
-# While waiting for a photo, re-read it this often even without an event: covers an event produced in
-# another process (a separate `photoduel worker`) and a photo that FAILED (no announcement).
+# While waiting for a photo, re-read it this often even without an event: covers a photo that FAILED
+# (no announcement). Every READY photo is announced, by whichever process ingested it, and the
+# announcement arrives through this process's outbox follower.
 PHOTO_RECHECK_SECONDS = 10.0
 
 
@@ -85,7 +86,7 @@ async def unmute_notifications(info: Info, kind: NotificationKind) -> list[Notif
 
 
 async def notification_added(info: Info) -> AsyncGenerator[dict[str, Any], None]:
-    """Outbox records of the signed-in user, as they are recorded in this process."""
+    """Outbox records of the signed-in user, as they are recorded by any process (each once)."""
     uid = info.context.require_user()
     try:
         async with _service(info).subscribe_user(uid) as subscription:

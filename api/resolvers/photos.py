@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import BadUserInput, Forbidden, NotFound, Unavailable
-from api.schema.common import Connection, connection, page_size, paged
+from api.schema.common import Connection, capped, connection, page_size, paged
 from api.schema.photos import Photo, PhotoOrder, SimilarPhoto
 from ml.images import ImageRejected
 from ml.pipelines.models import ModelNotReady
@@ -16,7 +16,10 @@ from photos.queries import InvalidFilter, Order, Viewer
 from photos.queries import visible as visible_to
 from photos.upload_rules import UploadArgumentError, UploadRules
 from storage.base import parse_object_id
-from storage.photos import TagLimitExceeded
+from storage.photos import MAX_TAGS_PER_PHOTO, TagLimitExceeded
+
+#: Tags an admin adds to the vocabulary in one call.
+MAX_VOCABULARY_TAGS = 100
 
 
 async def photo(info: Info, id: strawberry.ID) -> Photo | None:
@@ -87,9 +90,10 @@ async def _own_photo(info: Info, photo_id: str) -> Any:
     return doc
 
 
-def _normalised(tags: list[str]) -> list[str]:
+def _normalised(tags: list[str], cap: int) -> list[str]:
     if not tags:
         raise BadUserInput("give at least one tag", argument="tags")
+    capped(tags, "tags", cap)
     try:
         return list(dict.fromkeys(normalise_tag(t) for t in tags))
     except ValueError as exc:
@@ -97,9 +101,10 @@ def _normalised(tags: list[str]) -> list[str]:
 
 
 async def accept_tags(info: Info, photo_id: strawberry.ID, tags: list[str]) -> Photo:
+    wanted = _normalised(tags, MAX_TAGS_PER_PHOTO)
     doc = await _own_photo(info, photo_id)
     try:
-        updated = await info.context.services.photos.accept_tags(doc["_id"], _normalised(tags))
+        updated = await info.context.services.photos.accept_tags(doc["_id"], wanted)
     except TagLimitExceeded as exc:
         raise BadUserInput(str(exc), argument="tags") from None
     if updated is None:
@@ -108,8 +113,9 @@ async def accept_tags(info: Info, photo_id: strawberry.ID, tags: list[str]) -> P
 
 
 async def reject_tags(info: Info, photo_id: strawberry.ID, tags: list[str]) -> Photo:
+    unwanted = _normalised(tags, MAX_TAGS_PER_PHOTO)
     doc = await _own_photo(info, photo_id)
-    updated = await info.context.services.photos.reject_tags(doc["_id"], _normalised(tags))
+    updated = await info.context.services.photos.reject_tags(doc["_id"], unwanted)
     if updated is None:
         raise NotFound("no such photo", argument="photoId")
     return Photo.from_doc(updated)
@@ -146,6 +152,6 @@ async def tag_vocabulary(info: Info) -> list[str]:
 
 async def add_vocabulary_tags(info: Info, tags: list[str]) -> list[str]:
     uid = info.context.require_user()  # IsAdmin on the field checked the rights
-    normalised = _normalised(tags)
+    normalised = _normalised(tags, MAX_VOCABULARY_TAGS)
     await info.context.services.vocabulary.add_tags(normalised, added_by=uid)
     return normalised

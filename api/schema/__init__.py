@@ -8,7 +8,6 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
@@ -18,6 +17,7 @@ from strawberry.file_uploads import Upload  # noqa: F401 - re-exported scalar
 from strawberry.types import ExecutionContext
 
 from api.error_handling import ApiErrorMasking, log_graphql_errors
+from api.schema.limits import QueryLimits
 from api.schema.roots import Mutation, Query, Subscription
 
 SDL_PATH = Path(__file__).resolve().parents[2] / "schema.graphql"
@@ -31,11 +31,11 @@ class PhotoDuelSchema(strawberry.Schema):
         log_graphql_errors(errors, execution_context.operation_name if execution_context else None)
 
 
-def build_schema(*, max_depth: int = 10) -> strawberry.Schema:
+def build_schema(*, max_depth: int = 10, limits: QueryLimits | None = None) -> strawberry.Schema:
+    """`limits`: cost, aliases and introspection (`api.schema.limits`); the defaults when None."""
     # The limiters' rule classes are made once: strawberry's limiters build a new class per instance, and
     # a new class per request would make every ValidationCache lookup (keyed by the rules) a miss.
-    limit_rules = [*QueryDepthLimiter(max_depth=max_depth).validation_rules,
-                   *MaxAliasesLimiter(max_alias_count=30).validation_rules]
+    limit_rules = [*QueryDepthLimiter(max_depth=max_depth).validation_rules, *(limits or QueryLimits()).rules()]
     return PhotoDuelSchema(
         query=Query,
         mutation=Mutation,

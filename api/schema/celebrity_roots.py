@@ -7,8 +7,10 @@ from datetime import datetime
 import strawberry
 from strawberry.file_uploads import Upload
 
+from accounts.rate_limits import Action
 from api.permissions import IsAdmin
 from api.resolvers import celebrities as resolvers
+from api.throttle import Throttle
 
 
 @strawberry.type
@@ -28,7 +30,7 @@ class CelebrityQuery:
 
 @strawberry.type
 class CelebrityMutation:
-    @strawberry.mutation(permission_classes=[IsAdmin],
+    @strawberry.mutation(permission_classes=[IsAdmin], extensions=[Throttle(Action.ENROLMENT)],
                          description="Admin: enrol a person from photos that each show exactly one face")
     async def enroll_celebrity(self, info: strawberry.Info, name: str, files: list[Upload]) -> Celebrity:
         c = await resolvers.enroll_celebrity(info, name, files)

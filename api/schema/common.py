@@ -48,6 +48,13 @@ def page_size(first: int | None, maximum: int) -> int:
     return first
 
 
+def capped(values: list[T], argument: str, cap: int) -> list[T]:
+    """A list argument checked against its cap before any work: told, not truncated."""
+    if len(values) > cap:
+        raise BadUserInput(f"`{argument}` takes at most {cap} items (got {len(values)})", argument=argument, max=cap)
+    return values
+
+
 @contextlib.contextmanager
 def paged() -> Iterator[None]:
     """Around a page read: an `after` that is not a cursor of this list is the client's error."""

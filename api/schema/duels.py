@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import strawberry
 
+from accounts.rate_limits import Action
 from api.permissions import IsAuthenticated
 from api.resolvers import duels as resolvers
 from api.schema.common import Connection
 from api.schema.duel_types import Duel, VoteResult
 from api.schema.photos import Photo
+from api.throttle import Throttle
 
 
 @strawberry.type
 class DuelQuery:
     next_duel: Duel | None = strawberry.field(
         resolver=resolvers.next_duel, permission_classes=[IsAuthenticated],
+        extensions=[Throttle(Action.DUEL, Action.OPEN_TICKET)],
         description="The next pair for the signed-in player; null when no pair is available",
     )
     leaderboard: Connection[Photo] = strawberry.field(
@@ -25,5 +28,7 @@ class DuelQuery:
 
 @strawberry.type
 class DuelMutation:
-    vote_duel: VoteResult = strawberry.mutation(resolver=resolvers.vote_duel, permission_classes=[IsAuthenticated])
-    skip_duel: bool = strawberry.mutation(resolver=resolvers.skip_duel, permission_classes=[IsAuthenticated])
+    vote_duel: VoteResult = strawberry.mutation(resolver=resolvers.vote_duel, permission_classes=[IsAuthenticated],
+                                                extensions=[Throttle(Action.VOTE)])
+    skip_duel: bool = strawberry.mutation(resolver=resolvers.skip_duel, permission_classes=[IsAuthenticated],
+                                          extensions=[Throttle(Action.SKIP)])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import strawberry
 from strawberry.file_uploads import Upload
 
+from accounts.rate_limits import Action
 from api.permissions import IsAdmin, IsAuthenticated
 from api.resolvers import photos as resolvers
 from api.schema.common import Connection
 from api.schema.photos import Photo, SimilarPhoto
+from api.throttle import Throttle
 
 
 @strawberry.type
@@ -18,7 +20,8 @@ class PhotoQuery:
         resolver=resolvers.photos, description="READY photos, newest first by default; filter by tag or category"
     )
     search_photos: list[Photo] = strawberry.field(
-        resolver=resolvers.search_photos, description="Text to image search (CLIP), best match first"
+        resolver=resolvers.search_photos, description="Text to image search (CLIP), best match first",
+        extensions=[Throttle(Action.SEARCH)],
     )
     similar_photos: list[SimilarPhoto] = strawberry.field(
         resolver=resolvers.similar_photos, description="Visually nearest READY photos, most similar first"
@@ -30,14 +33,16 @@ class PhotoQuery:
 
 @strawberry.type
 class PhotoMutation:
-    @strawberry.mutation(permission_classes=[IsAuthenticated],
+    @strawberry.mutation(permission_classes=[IsAuthenticated], extensions=[Throttle(Action.UPLOAD)],
                          description="Upload a photo (GraphQL multipart request). Returns at once, PROCESSING.")
     async def upload_photo(self, info: strawberry.Info, file: Upload, title: str | None = None) -> Photo:
         return await resolvers.upload_photo(info, file, title)
 
-    accept_tags: Photo = strawberry.mutation(resolver=resolvers.accept_tags, permission_classes=[IsAuthenticated])
-    reject_tags: Photo = strawberry.mutation(resolver=resolvers.reject_tags, permission_classes=[IsAuthenticated])
+    accept_tags: Photo = strawberry.mutation(resolver=resolvers.accept_tags, permission_classes=[IsAuthenticated],
+                                             extensions=[Throttle(Action.TAG_EDIT)])
+    reject_tags: Photo = strawberry.mutation(resolver=resolvers.reject_tags, permission_classes=[IsAuthenticated],
+                                             extensions=[Throttle(Action.TAG_EDIT)])
     add_vocabulary_tags: list[str] = strawberry.mutation(
-        resolver=resolvers.add_vocabulary_tags, permission_classes=[IsAdmin],
+        resolver=resolvers.add_vocabulary_tags, permission_classes=[IsAdmin], extensions=[Throttle(Action.TAG_EDIT)],
         description="Admin: add tags to the suggestion vocabulary",
     )

@@ -14,7 +14,8 @@ Lifetimes, which is how stale the view may be:
   `new_photos_seconds` (read by `ready_at`, indexed);
 - anything else (a category changed, a photo removed): the full reload every `reload_seconds`.
 A stale entry costs at most a less useful pair: the ticket's photos are re-read by id and the vote
-path checks them again.
+path checks them again. Nothing here is needed by another process: each builds its own from the
+database and the batches.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gaming.duels.records import rating_from_fields
 from gaming.featured import TOP_FRACTION, featured_boundary_array, featured_count
 from gaming.matchmaking import RatedPhoto
 from gaming.ratings import RatingEnv
+from storage.background import raise_if_cancelled
 from storage.mongo import long_work
 from storage.photos import READY, PhotoRepository
 
@@ -210,6 +212,7 @@ class DuelCatalogue:
             try:
                 await self.reload()
             except Exception:  # the view in hand stays; a later request tries again
+                raise_if_cancelled()
                 log.exception("catalogue.reload_failed")
                 self._failed_at = time.monotonic()
                 if self._loaded_at is not None:

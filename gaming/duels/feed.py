@@ -5,6 +5,10 @@ gets its entry. In the projector's own process the projector hands each batch ov
 photos are written; every other process reads new batches by sequence number (an indexed range read)
 every `poll_seconds`. A batch that arrives out of order is not applied: the next poll reads the gap
 and everything after it in order.
+
+Lifetime of the vote-result waiters (`expect`): one request, at most `PHOTODUEL_VOTE_RESULT_WAIT_SECONDS`,
+in the process that took the vote; they only save that request a read. The result itself is the batch
+record in the database, which every process reads here, whichever process projected the vote.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import structlog
 from bson import ObjectId
 
-from storage.background import BackgroundTask
+from storage.background import BackgroundTask, raise_if_cancelled
 from storage.rating_batches import RatingBatchRepository
 
 log = structlog.get_logger(__name__)
@@ -85,7 +89,9 @@ class RatingFeed:
             try:
                 await self.poll()
             except Exception:
+                raise_if_cancelled()
                 log.exception("rating_feed.poll_failed")
+            raise_if_cancelled()  # the driver may swallow a cancel whole and return
             await asyncio.sleep(self.poll_seconds)
 
     def start(self) -> None:

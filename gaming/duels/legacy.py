@@ -11,12 +11,12 @@ logged but never applied (`applied_seq: None`) stay for the projector to apply a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
 from gaming.duels.records import initial_rating_fields
 from gaming.ratings import RatingEnv
+from storage.clock import utcnow
 from storage.photos import PhotoRepository
 from storage.rating_batches import RatingBatchRepository
 from storage.votes import VoteRepository
@@ -28,11 +28,11 @@ Rate = Callable[[Mapping[str, Any], Mapping[str, Any], str, bool, bool, Mapping[
 async def migrate_legacy_votes(votes: VoteRepository, batches: RatingBatchRepository, photos: PhotoRepository,
                                env: RatingEnv, rate: Rate, *, batch_size: int) -> int:
     """Write batch records for the applied legacy votes; how many votes were carried over."""
-    legacy = await votes.collection.find({"applied_seq": {"$ne": None}}).sort("applied_seq", 1).to_list(None)
+    legacy = await votes.legacy_applied()
     if not legacy:
         return 0
     # votes the old path logged but never applied are newer than this: the projector's sweep finds them
-    never_applied = await votes.collection.find_one({"applied_seq": None}, sort=[("created_at", 1)])
+    never_applied = await votes.oldest_never_applied()
     horizon = never_applied["created_at"] if never_applied else max(v["created_at"] for v in legacy)
     ratings = {pid: initial_rating_fields(q, env) for pid, q in (await photos.priors()).items()}
     seq = 0
@@ -57,7 +57,7 @@ async def migrate_legacy_votes(votes: VoteRepository, batches: RatingBatchReposi
                                 "right_rating": ratings[vote["right"]]})
             seq += 1
             await batches.insert({
-                "_id": seq, "written_at": datetime.now(UTC), "horizon": horizon,
+                "_id": seq, "written_at": utcnow(), "horizon": horizon,
                 "max_created_at": max(v["created_at"] for v in part), "adjustment": part[0].get("adjustment"),
                 "entries": entries, "ratings": [{"id": pid, "rating": ratings[pid]} for pid in touched],
                 "migrated": True,

@@ -35,8 +35,9 @@ from pymongo.errors import DuplicateKeyError
 from gaming.duels.feed import RatingFeed
 from gaming.duels.legacy import migrate_legacy_votes
 from gaming.duels.records import initial_rating_fields, rating_fields, rating_from_fields
-from gaming.ratings import DuelAdjustment, Outcome, Rating, RatingEnv, rate_duel
-from storage.background import BackgroundTask, pause
+from gaming.ratings import DuelAdjustment, Outcome, Rating, RatingEnv
+from gaming.vote_weights import VoteWeighting, rate_weighted
+from storage.background import BackgroundTask, pause, raise_if_cancelled
 from storage.clock import utcnow
 from storage.leases import Lease
 from storage.mongo import long_work
@@ -59,10 +60,26 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 AdjustmentFactory = Callable[[Mapping[str, Any] | None], DuelAdjustment | None]
 # The parameters in force now, read once per batch.
 CurrentAdjustment = Callable[[], Awaitable[Mapping[str, Any] | None]]
+# The voters whose votes are left out now (player -> screening status), read once per batch.
+CurrentScreening = Callable[[], Awaitable[Mapping[str, str]]]
 
 
 async def _no_adjustment() -> None:
     return None
+
+
+async def _no_screening() -> Mapping[str, str]:
+    return {}
+
+
+def _rebase_weights(rebase: Mapping[str, Any] | None) -> tuple[int, VoteWeighting, dict[str, str]]:
+    """From the newest rebase record: up to which batch, with which weighting and decisions, votes are
+    weighed again (0: none, every entry keeps its recorded weight)."""
+    if rebase is None:
+        return 0, VoteWeighting(), {}
+    info = rebase["rebase"]
+    return (int(rebase["_id"]), VoteWeighting.from_params(info.get("weighting")),
+            {d["player"]: d["status"] for d in info.get("excluded", [])})
 
 
 class LostLease(RuntimeError):
@@ -79,6 +96,13 @@ def _result(choice: str, side: str) -> str:
     return "wins" if choice == side.upper() else "losses"
 
 
+def _weight_fields(vote: Mapping[str, Any], weight: float) -> dict[str, Any]:
+    """What an entry keeps of its vote's weighting: the weight applied, and what a rebuild needs to weigh
+    it again (the voter, the account kind and history recorded with the vote)."""
+    kept = {k: vote[k] for k in ("player", "anonymous", "history") if vote.get(k) is not None}
+    return {**kept, "weight": weight}
+
+
 def _counts(fields: Mapping[str, Any], outcome_for_photo: str) -> dict[str, int]:
     counts = {k: int(fields.get(k, 0)) for k in ("votes", "wins", "losses", "draws")}
     counts["votes"] += 1
@@ -93,6 +117,7 @@ class RatingProjector:
         current_adjustment: CurrentAdjustment = _no_adjustment, batch_size: int = 256, poll_seconds: float = 0.05,
         straggler_seconds: float = 30.0, sweep_seconds: float = 5.0,
         after_record: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None,
+        weighting: VoteWeighting | None = None, current_screening: CurrentScreening = _no_screening,
     ) -> None:
         self.votes = votes
         self.batches = batches
@@ -102,6 +127,8 @@ class RatingProjector:
         self.feed = feed
         self.adjustment_factory = adjustment_factory
         self.current_adjustment = current_adjustment
+        self.weighting = weighting or VoteWeighting()
+        self.current_screening = current_screening
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.straggler = timedelta(seconds=straggler_seconds)
@@ -123,16 +150,21 @@ class RatingProjector:
     # --- the rating math, shared by the projection and the replay ------------------------------------
 
     def rate(self, left: Mapping[str, Any], right: Mapping[str, Any], choice: str, left_celebrity: bool,
-             right_celebrity: bool, params: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+             right_celebrity: bool, params: Mapping[str, Any] | None, *,
+             weight: float = 1.0) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The two photos' rating fields after one vote of this weight (`gaming.vote_weights`); a vote of
+        weight 0 (a screened-out voter's) changes nothing, not even the vote counts."""
+        if weight == 0.0:
+            return dict(left), dict(right)
         new_left, new_right = self._rate(rating_from_fields(left), rating_from_fields(right), Outcome(choice),
-                                         left_celebrity, right_celebrity, params)
+                                         left_celebrity, right_celebrity, params, weight)
         return (rating_fields(new_left, self.env, _counts(left, _result(choice, "left"))),
                 rating_fields(new_right, self.env, _counts(right, _result(choice, "right"))))
 
     def _rate(self, left: Rating, right: Rating, outcome: Outcome, left_celebrity: bool, right_celebrity: bool,
-              params: Mapping[str, Any] | None) -> tuple[Rating, Rating]:
-        return rate_duel(left, right, outcome, self.env, left_celebrity=left_celebrity,
-                         right_celebrity=right_celebrity, adjustment=self.adjustment_factory(params))
+              params: Mapping[str, Any] | None, weight: float) -> tuple[Rating, Rating]:
+        return rate_weighted(left, right, outcome, self.env, weight, left_celebrity=left_celebrity,
+                             right_celebrity=right_celebrity, adjustment=self.adjustment_factory(params))
 
     # --- holding the lease ---------------------------------------------------------------------------
 
@@ -214,9 +246,11 @@ class RatingProjector:
             self.tail = max(self.tail, min(unapplied))
         elif tail:
             self.tail = max(self.tail, tail[-1]["created_at"])
+        # offered votes applied now leave before `applied` forgets those the horizon has passed (a settle
+        # moves it past them at once): otherwise the next step would find them offered and unapplied
+        self._offered = {k: v for k, v in self._offered.items() if k not in self.applied}
         self.horizon = max(self.horizon, horizon)
         self.applied = {k: at for k, at in self.applied.items() if at >= self.horizon}
-        self._offered = {k: v for k, v in self._offered.items() if k not in self.applied}
         return len(pending)
 
     async def _apply(self, votes: list[dict[str, Any]], horizon: datetime) -> None:
@@ -224,6 +258,7 @@ class RatingProjector:
         if any(int(p.get("rating_seq", 0)) > self.seq for p in photos.values()):
             raise LostLease(f"photos carry ratings newer than batch {self.seq}")
         params = await self.current_adjustment()
+        screening = await self.current_screening()
         current = {pid: p["rating"] for pid, p in photos.items() if "rating" in p}
         entries: list[dict[str, Any]] = []
         for vote in votes:
@@ -232,11 +267,14 @@ class RatingProjector:
                 entries.append({"vote": vote["_id"], "created_at": vote["created_at"], "gone": True})
                 continue
             flags = (is_celebrity(photos[vote["left"]]), is_celebrity(photos[vote["right"]]))
-            current[vote["left"]], current[vote["right"]] = self.rate(left, right, vote["choice"], *flags, params)
+            weight = self.weighting.weight_of(vote, screening.get(vote.get("player", "")))
+            current[vote["left"]], current[vote["right"]] = self.rate(left, right, vote["choice"], *flags, params,
+                                                                      weight=weight)
             entries.append({
                 "vote": vote["_id"], "created_at": vote["created_at"], "left": vote["left"], "right": vote["right"],
                 "choice": vote["choice"], "left_celebrity": flags[0], "right_celebrity": flags[1],
                 "left_rating": current[vote["left"]], "right_rating": current[vote["right"]],
+                **_weight_fields(vote, weight),
             })
         touched = {pid for e in entries if not e.get("gone") for pid in (e["left"], e["right"])}
         batch = {
@@ -284,6 +322,7 @@ class RatingProjector:
                 self.active = False
                 self.feed.rewind(self.seq)
             except Exception:
+                raise_if_cancelled()
                 log.exception("projector.step_failed")
                 self.active = False  # recover from the records before going on
             await pause(self._wake, self.poll_seconds if self.active else self.lease.seconds / 3)
@@ -304,22 +343,44 @@ class RatingProjector:
         """The ratings the log implies: each photo's prior from its stored quality, then every batch in
         order with the flags and parameters recorded in it. Pure reading."""
         fields = {f"entries.{name}": 1 for name in ("left", "right", "choice", "left_celebrity", "right_celebrity",
-                                                    "gone")}
+                                                    "gone", "player", "anonymous", "history", "weight")}
         with long_work():
+            rebased_to, weighting, excluded = _rebase_weights(await self.batches.last_rebase())
             ratings = {pid: initial_rating_fields(q, self.env) for pid, q in (await self.photos.priors()).items()}
             async for batch in self.batches.in_order({**fields, "adjustment": 1}):
+                rebased = int(batch["_id"]) < rebased_to
                 for entry in batch["entries"]:
                     left, right = ratings.get(entry.get("left")), ratings.get(entry.get("right"))
                     if entry.get("gone") or left is None or right is None:
                         continue
+                    if rebased and "player" in entry:
+                        weight = weighting.weight_of(entry, excluded.get(entry["player"]))
+                    else:
+                        weight = float(entry.get("weight", 1.0))
                     ratings[entry["left"]], ratings[entry["right"]] = self.rate(
                         left, right, entry["choice"], entry["left_celebrity"], entry["right_celebrity"],
-                        batch.get("adjustment"))
+                        batch.get("adjustment"), weight=weight)
         return ratings
 
     async def rebuild(self) -> int:
-        """`photoduel ratings rebuild`: write the replayed ratings back (holding the lease); photos changed."""
+        """`photoduel ratings rebuild`: weigh every vote again with today's weighting and screening decisions
+        (a flag cleared counts its voter's votes again, a flag raised leaves out the ones before it too),
+        record that as a rebase batch, and write the replayed ratings back (holding the lease); photos
+        changed. The rebase record is what later replays weigh the votes before it by, so `--check` keeps
+        agreeing whatever is decided afterwards."""
         await self.drain()  # also takes the lease: the running projector's, if it is this process's
+        excluded = await self.current_screening()
+        record: dict[str, Any] = {
+            "_id": self.seq + 1, "written_at": utcnow(), "horizon": self.horizon, "max_created_at": self.horizon,
+            "adjustment": None, "entries": [], "ratings": [],
+            "rebase": {"at": utcnow(), "weighting": self.weighting.to_params(),
+                       "excluded": [{"player": p, "status": s} for p, s in sorted(excluded.items())]},
+        }
+        try:
+            await self.batches.insert(record)
+        except DuplicateKeyError:
+            raise LostLease(f"batch {record['_id']} was written by another projector") from None
+        self.seq = record["_id"]
         changed = 0
         for photo_id, fields in (await self.replay()).items():
             changed += await self.photos.overwrite_rating(photo_id, fields, self.seq)

@@ -94,7 +94,7 @@ class DuelService:
     def __init__(self, photos: PhotoRepository, votes: VoteRepository, batches: RatingBatchRepository,
                  matchmaker: Matchmaker, signer: TicketSigner, feed: RatingFeed, *, ttl_seconds: int,
                  result_wait_seconds: float = 0.5, on_vote: Callable[[dict[str, Any]], None] = lambda vote: None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, history_needed: int = 0) -> None:
         self.photos = photos
         self.votes = votes
         self.batches = batches
@@ -105,6 +105,8 @@ class DuelService:
         self.result_wait_seconds = result_wait_seconds
         self.on_vote = on_vote  # hands the vote to an in-process projector
         self.rng = rng or random.SystemRandom()
+        # how many of a voter's earlier votes are counted into a vote (the weighting needs no more)
+        self.history_needed = history_needed
 
     async def next_duel(self, player: str, category: str | None) -> IssuedDuel | None:
         """A signed ticket and its two photos, or None when no pair is possible for this player."""
@@ -149,16 +151,21 @@ class DuelService:
         """The answer already given to this ticket's pair by this player (to this or another ticket)."""
         return await self.votes.for_player_pair(ticket.player, pair_key(ticket.left, ticket.right))
 
-    async def vote(self, duel_id: str, player: str, choice: Outcome) -> VoteOutcome:
+    async def vote(self, duel_id: str, player: str, choice: Outcome, *, anonymous: bool = False) -> VoteOutcome:
+        """`anonymous`: an anonymous Firebase account. It is recorded with the vote, with how many votes
+        the player cast before (up to `history_needed`): what the vote's weight is computed from
+        (`gaming.vote_weights`), by the projector and by any replay alike."""
         ticket = self._ticket_for(duel_id, player)
-        # The common case, a first answer, costs one write and no read: a repeat shows as a duplicate key.
+        # The common case, a first answer, costs a bounded count and one write: a repeat shows as a
+        # duplicate key.
         existing = await self._existing(ticket) if ticket.expired(utcnow()) else None
         if existing is None:
             if ticket.expired(utcnow()):
                 raise DuelExpired("this duel has expired: ask for the next one")
+            history = await self.votes.count_for_player(player, limit=self.history_needed)
             waiting = self.feed.expect(ticket.nonce)
             try:
-                answer = self._answer(ticket, choice.value)
+                answer = {**self._answer(ticket, choice.value), "anonymous": anonymous, "history": history}
                 await self.votes.insert(answer)
                 self.on_vote(answer)
                 log.info("duel.voted", duel=str(ticket.nonce), choice=choice.value)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import structlog
 
 from ml.embedder import ClipEmbedder
-from storage.background import BackgroundTask
+from storage.background import BackgroundTask, raise_if_cancelled
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -91,6 +91,7 @@ class ModelRegistry:
             try:
                 await self.run(self._load)
             except Exception as exc:
+                raise_if_cancelled()
                 self._state, self._reason = UNAVAILABLE, f"{type(exc).__name__}: {exc}"
                 log.error(
                     "model.unavailable", model=self.name_or_path, reason=self._reason,

@@ -1,0 +1,120 @@
+"""How much each caller may do: the named limits, and the check made before an action does any work.
+
+Every limit is a token bucket (`storage.token_bucket`) kept in MongoDB (`storage.rate_limits`), so all
+API processes share it. A subject is who is counted: "user:<uid>" for a signed-in caller, "ip:<addr>"
+for an anonymous one and for the per-IP request limit. An action may have several limits, all of which
+must grant: a vote takes one from the vote bucket and one from the day's cap.
+
+"Open tickets" bound how many duels a player holds unanswered: `nextDuel` takes one, an accepted vote
+gives it back (`give_back`), and an unanswered ticket frees itself at the refill rate (the capacity per
+ticket lifetime). So a player who answers never meets it, and one who redraws `nextDuel` until a
+chosen photo comes up is slowed to one draw per refill.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from storage.clock import utcnow
+from storage.rate_limits import RateLimitRepository
+from storage.token_bucket import Rate, retry_after, whole_seconds, window
+
+log = structlog.get_logger(__name__)
+
+
+class Action(enum.StrEnum):
+    REQUEST = "requests"  # any HTTP request, per IP
+    VOTE = "votes"
+    DUEL = "duels"  # nextDuel
+    OPEN_TICKET = "open_tickets"
+    SKIP = "skips"
+    UPLOAD = "uploads"
+    SEARCH = "searches"
+    ENROLMENT = "enrolments"
+    TAG_EDIT = "tag_edits"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit: a bucket refilled continuously, or (`fixed_window`) `capacity` per aligned window."""
+
+    name: str
+    rate: Rate
+    fixed_window: bool = False
+
+
+class RateLimitExceeded(Exception):
+    """Refused before any work was done: retry after `retry_after` whole seconds."""
+
+    def __init__(self, action: Action, limit: str, retry_after: int) -> None:
+        super().__init__(f"too many {action.value.replace('_', ' ')}: retry in {retry_after} s")
+        self.action = action
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+def user_subject(uid: str) -> str:
+    return f"user:{uid}"
+
+
+def ip_subject(address: str) -> str:
+    return f"ip:{address}"
+
+
+class RateLimiter:
+    def __init__(self, repository: RateLimitRepository, limits: Mapping[Action, Sequence[Limit]], *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._repository = repository
+        self._limits = {action: tuple(found) for action, found in limits.items() if found}
+        self._clock = clock
+
+    def limits(self, action: Action) -> tuple[Limit, ...]:
+        return self._limits.get(action, ())
+
+    async def take(self, action: Action, subject: str, *, deadline_seconds: float | None = None) -> None:
+        """One `action` for `subject`, or `RateLimitExceeded`. `deadline_seconds`: each database call's,
+        when shorter than the client's."""
+        await self.take_all((action,), subject, deadline_seconds=deadline_seconds)
+
+    async def take_all(self, actions: Sequence[Action], subject: str, *,
+                       deadline_seconds: float | None = None) -> None:
+        """One of each action (a request that is several at once), all or none: a refused request costs
+        nothing, as the limit that refused took nothing and those that had granted get their token back."""
+        granted: list[Limit] = []
+        for action in actions:
+            for limit in self.limits(action):
+                wait = await self._take(limit, subject, cost=1.0, deadline_seconds=deadline_seconds)
+                if wait is not None:
+                    for earlier in granted:
+                        await self._take(earlier, subject, cost=-1.0)
+                    seconds = whole_seconds(wait)
+                    log.info("rate_limited", action=action.value, limit=limit.name, subject=subject,
+                             retry_after=seconds)
+                    raise RateLimitExceeded(action, limit.name, seconds)
+                granted.append(limit)
+
+    async def give_back(self, action: Action, subject: str) -> None:
+        """Return one token (an open ticket answered); never above the capacity."""
+        for limit in self.limits(action):
+            await self._take(limit, subject, cost=-1.0)
+
+    async def _take(self, limit: Limit, subject: str, *, cost: float,
+                    deadline_seconds: float | None = None) -> float | None:
+        """Take `cost` from one limit: None when granted, else the seconds until it would be."""
+        now = self._clock()
+        rate = limit.rate
+        key = f"{limit.name}:{subject}"
+        if limit.fixed_window:
+            number, left = window(now.timestamp(), rate.period_seconds)
+            taken = await self._repository.take(f"{key}:{number}", capacity=rate.capacity, per_second=0.0,
+                                                now=now, cost=cost, keep_until=now + timedelta(seconds=left),
+                                                deadline_seconds=deadline_seconds)
+            return None if taken.granted else left
+        taken = await self._repository.take(key, capacity=rate.capacity, per_second=rate.per_second, now=now,
+                                            cost=cost, deadline_seconds=deadline_seconds)
+        return None if taken.granted else retry_after(taken.tokens, per_second=rate.per_second, cost=cost)
