@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
+from accounts.profiles import PublicProfile
 from accounts.tokens import ANONYMOUS, Principal
 from api.errors import Unauthenticated
 
@@ -21,12 +22,17 @@ class Loaders:
     """DataLoaders are per request: they cache, and a cache must not outlive one caller's view."""
 
     def __init__(self, services: Services) -> None:
-        photos = services.photos
+        photos, profiles = services.photos, services.profiles
 
         async def load_photos(ids: list[ObjectId]) -> list[dict[str, Any] | None]:
             return await photos.get_many(ids)
 
+        async def load_owners(uids: list[str]) -> list[PublicProfile]:
+            return await profiles.public_many(uids)
+
         self.photo: DataLoader[ObjectId, dict[str, Any] | None] = DataLoader(load_fn=load_photos)
+        # a page of photos shows each owner once, read with every other owner of the page
+        self.owner: DataLoader[str, PublicProfile] = DataLoader(load_fn=load_owners)
 
 
 @dataclass

@@ -51,6 +51,10 @@ class BadUserInput(ApiError, code="BAD_USER_INPUT"):
     """An argument the client must change; `argument` names it."""
 
 
+class DisplayNameTaken(ApiError, code="DISPLAY_NAME_TAKEN"):
+    """Another user has this display name (compared regardless of case): choose another."""
+
+
 class RateLimited(ApiError, code="RATE_LIMITED"):
     """Too many at once (subscriptions, marks): wait and try again."""
 

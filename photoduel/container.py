@@ -20,6 +20,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from accounts.profiles import Profiles
 from accounts.rate_limits import RateLimiter
 from accounts.seen import SeenUsers
 from accounts.tokens import TokenVerifier
@@ -52,6 +53,7 @@ from notifications.pubsub import PubSub
 from notifications.service import NotificationService
 from photoduel.rate_limits import build_rate_limiter
 from photoduel.settings import Settings
+from photos.editing import PhotoEditor
 from photos.queries import PhotoQueries
 from photos.upload_rules import UploadRules
 from photos.uploads import RenditionSizes, UploadService
@@ -91,11 +93,15 @@ class Services:
     # Who is calling.
     auth: TokenVerifier
     seen_users: SeenUsers
+    # Public profiles: display names, and what anyone may see of a photo's owner.
+    profiles: Profiles
     # How much each caller may do (shared with the other processes through the database).
     rate_limits: RateLimiter
     # Photos: uploads in, queries out.
     uploads: UploadService
     photo_queries: PhotoQueries
+    # The owner's edits (title, category); a new category reaches this process's duel catalogue at once.
+    photo_editor: PhotoEditor
     # Models and what runs them.
     models: ModelRegistry
     analyzer: PhotoAnalyzer
@@ -204,6 +210,8 @@ def build_services(settings: Settings, mongo: AsyncMongoClient[dict[str, Any]], 
         blas_threads=settings.blas_threads,
     )
     job_doorbell = asyncio.Event()
+    vocabulary = Vocabulary.load_default()
+    upload_rules = UploadRules.from_settings(settings)
     rating_env, feed, catalogue, projector, offset, screening, duels = build_game(settings, db, photos)
     notifications = build_notifications(settings, db, outbox, users)
     return Services(
@@ -217,12 +225,13 @@ def build_services(settings: Settings, mongo: AsyncMongoClient[dict[str, Any]], 
             check_revoked=settings.auth_check_revoked,
             revocation_cache_seconds=settings.auth_revocation_cache_seconds,
         ),
-        seen_users=SeenUsers(users), rate_limits=build_rate_limiter(settings, db),
-        uploads=UploadService(photos, blobs, jobs, UploadRules.from_settings(settings), RenditionSizes(
+        seen_users=SeenUsers(users), profiles=Profiles(users, photos), rate_limits=build_rate_limiter(settings, db),
+        uploads=UploadService(photos, blobs, jobs, upload_rules, RenditionSizes(
             display_max_side=settings.display_max_side, thumbnail_max_side=settings.thumbnail_max_side,
         ), decode_threads=settings.upload_decode_threads, on_enqueued=job_doorbell.set),
         photo_queries=PhotoQueries(photos),
-        models=models, analyzer=PhotoAnalyzer(models, Vocabulary.load_default()), faces=FaceModelRegistry(),
+        photo_editor=PhotoEditor(photos, upload_rules, vocabulary.categories, on_recategorised=catalogue.add),
+        models=models, analyzer=PhotoAnalyzer(models, vocabulary), faces=FaceModelRegistry(),
         recognizer=CelebrityRecognizer(gallery, models, max_distance=settings.celebrity_max_distance),
         rating_env=rating_env, feed=feed, catalogue=catalogue, projector=projector, celebrity_offset=offset,
         voter_screening=screening,

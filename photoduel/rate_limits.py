@@ -35,6 +35,7 @@ def limits_from(settings: Settings) -> dict[Action, list[Limit]]:
         Action.SEARCH: _bucket("searches", settings.rate_limit_searches),
         Action.ENROLMENT: _bucket("enrolments", settings.rate_limit_enrolments),
         Action.TAG_EDIT: _bucket("tag_edits", settings.rate_limit_tag_edits),
+        Action.EDIT: _bucket("edits", settings.rate_limit_edits),
     }
 
 

@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     # (unit: second, minute, hour, day, or s/m/h/d with a count, e.g. '30/10s'): a burst of N, then N per
     # unit; 'off': no limit. Per user (per IP when anonymous), except rate_limit_ip: every HTTP request
     # but the health probes, per client address (behind a proxy: uvicorn's FORWARDED_ALLOW_IPS).
-    rate_limit_ip: str = "3000/minute"  # a flood guard: an office or campus NAT is one address
+    rate_limit_ip: str = "12000/minute"  # a flood guard: an office or campus NAT of players is one address
     rate_limit_votes: str = "120/minute"
     rate_limit_daily_votes: int = Field(5000, ge=0)  # per player per UTC day; 0: no cap
     rate_limit_duels: str = "240/minute"  # nextDuel
@@ -191,6 +191,7 @@ class Settings(BaseSettings):
     rate_limit_searches: str = "30/minute"  # searchPhotos
     rate_limit_enrolments: str = "30/hour"  # enrollCelebrity
     rate_limit_tag_edits: str = "60/minute"  # acceptTags, rejectTags, addVocabularyTags
+    rate_limit_edits: str = "60/minute"  # updatePhoto, setCategory, setDisplayName
 
     # --- http --------------------------------------------------------------------------------
     # Origins a browser may call the API from (comma-separated, e.g. 'https://app.example.com'); none:
@@ -200,7 +201,8 @@ class Settings(BaseSettings):
     behind_tls: bool = False
 
     @field_validator("rate_limit_ip", "rate_limit_votes", "rate_limit_duels", "rate_limit_skips",
-                     "rate_limit_uploads", "rate_limit_searches", "rate_limit_enrolments", "rate_limit_tag_edits")
+                     "rate_limit_uploads", "rate_limit_searches", "rate_limit_enrolments", "rate_limit_tag_edits",
+                     "rate_limit_edits")
     @classmethod
     def _rate_spec(cls, value: str) -> str:
         Rate.parse(value)  # raises ValueError with the expected form

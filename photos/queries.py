@@ -68,6 +68,11 @@ class PhotoQueries:
                                         category=category_filter(category) if category else None,
                                         first=first, after=after)
 
+    async def owned(self, owner: str, *, status: str | None = None, first: int, after: str | None) -> Page:
+        """The owner's own photos, every status unless one is asked for (PROCESSING and FAILED included,
+        the failure with its reason on the document), newest first. Raises InvalidCursor."""
+        return await self.photos.owned(owner, status=status, first=first, after=after)
+
     async def similar(self, doc: Doc, *, limit: int) -> list[tuple[Doc, float]]:
         """The photo's kept neighbours that are READY, most similar first, with their similarity."""
         entries: Sequence[Doc] = doc.get("neighbours", [])

@@ -76,6 +76,8 @@ ASC, DESC = ASCENDING, DESCENDING
 # Every index of the service in one list, so a reader sees which queries are meant to be cheap.
 INDEXES: list[IndexSpec] = [
     IndexSpec("users", [("created_at", ASC)], "created"),
+    # display names are unique regardless of case and spacing (storage/users.py set_display_name)
+    IndexSpec("users", [("display_name_key", ASC)], "display_name_unique", {"unique": True, "sparse": True}),
     IndexSpec("photos", [("owner", ASC), ("sha256", ASC)], "owner_sha_unique", {"unique": True}),
     IndexSpec("photos", [("status", ASC), ("created_at", DESC)], "status_created"),
     IndexSpec("photos", [("owner", ASC), ("created_at", DESC)], "owner_created"),

@@ -4,12 +4,16 @@ Document shape (fields appear as the pipeline fills them):
   _id, owner, title, sha256, status (PROCESSING | READY | FAILED), failure {reason, at},
   format, mime, width, height, bytes, blobs {raw, original, display, thumbnail} (GridFS ids),
   renditions {variant: {width, height, etag}}, created_at, updated_at,
-  category, category_score, tags [accepted], rejected_tags, suggestions [{tag, score, source}],
+  category, category_score, category_model, tags [accepted], rejected_tags, suggestions [{tag, score, source}],
   quality {score, aesthetic, sharpness, exposure, noise, resolution},
   neighbours [{id, similarity}] and neighbours_short (the kept neighbour lists: `storage.neighbours`),
   duplicate_of, vector_collection, ready_at, ingest_token (which ingest batch wrote READY), featured_at,
   rating {mu, sigma, conservative, score, votes, wins, losses, draws},
   rating_seq (the rating batch that wrote `rating` last), faces_count, celebrity {people [...]}.
+
+`category` is the model's choice (ingest, with its confidence `category_score`) until the owner sets one
+(`set_category`); `category_model` then keeps the model's choice, for comparison, and `category_score`
+stays the model's confidence in it.
 
 `rating` is written by ingest (the prior, at READY) and afterwards only by the rating projector
 (`write_ratings`), one writer per field, so no transaction is needed around it.
@@ -162,6 +166,22 @@ class PhotoRepository(Repository):
             query["rating.conservative"] = {"$exists": True}
         return await self._page(query, sort, first=first, after=after)
 
+    async def owned(self, owner: str, *, status: str | None = None, first: int, after: str | None) -> Page:
+        """An owner's photos in every status (or one), newest first (index `owner_created`); raises
+        InvalidCursor."""
+        query: Doc = {"owner": owner}
+        if status:
+            query["status"] = status
+        return await self._page(query, NEWEST, first=first, after=after)
+
+    async def ready_counts(self, owners: Sequence[str]) -> dict[str, int]:
+        """owner -> number of READY photos, in one round trip (owners without one are absent)."""
+        cursor = await self.collection.aggregate([
+            {"$match": {"owner": {"$in": list(set(owners))}, "status": READY}},
+            {"$group": {"_id": "$owner", "n": {"$sum": 1}}},
+        ])
+        return {d["_id"]: int(d["n"]) async for d in cursor}
+
     async def ready_many(self, ids: Sequence[ObjectId]) -> list[Doc]:
         """The READY photos among `ids`, in their order (others are not public)."""
         return [d for d in await self.get_many(ids) if d is not None and d["status"] == READY]
@@ -198,6 +218,25 @@ class PhotoRepository(Repository):
         async for doc in self.collection.find({"ready_at": {"$gte": since}},
                                               dict.fromkeys([*fields, "status"], 1)):
             yield doc
+
+    # --- the owner's edits ----------------------------------------------------------------------------
+
+    async def set_title(self, photo_id: ObjectId, title: str | None) -> Doc | None:
+        """The new title (None removes it); None when there is no such photo."""
+        if title is None:
+            return await self.update(photo_id, {}, unset=("title",))
+        return await self.update(photo_id, {"title": title})
+
+    async def set_category(self, photo_id: ObjectId, category: str) -> Doc | None:
+        """The owner's category for a READY photo; the model's first choice moves to `category_model`
+        the first time (a second change keeps the model's, not the owner's earlier one). None when there
+        is no READY photo of that id: before READY ingest has not chosen yet and would overwrite it."""
+        return await self.collection.find_one_and_update(
+            {"_id": photo_id, "status": READY},
+            [{"$set": {"category_model": {"$ifNull": ["$category_model", "$category"]},
+                       "category": {"$literal": category}, "updated_at": now()}}],
+            return_document=ReturnDocument.AFTER,
+        )
 
     # --- tags ---------------------------------------------------------------------------------------
 

@@ -1,13 +1,25 @@
-"""Users, keyed by their Firebase uid; created the first time a verified token is seen."""
+"""Users, keyed by their Firebase uid; created the first time a verified token is seen.
+
+Document shape: _id (the uid), email, name (from the token), admin, created_at, last_seen_at, muted [kind],
+display_name (the public name the user chose) and display_name_key (its normalised form, unique across
+users by the index `display_name_unique` in `storage.mongo`: the database, not a read before the write,
+decides who gets a name two users ask for at once).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from storage.base import Repository
+from storage.base import Doc, Repository
 from storage.clock import utcnow
+
+
+class DisplayNameTaken(ValueError):
+    """Another user holds the name (compared by its normalised key)."""
 
 
 class UserRepository(Repository):
@@ -50,3 +62,29 @@ class UserRepository(Repository):
             await self.collection.update_one({"_id": uid}, update, upsert=True)
         except DuplicateKeyError:
             await self.collection.update_one({"_id": uid}, update, upsert=True)
+
+    # --- the public profile ---------------------------------------------------------------------------
+    async def set_display_name(self, uid: str, name: str, key: str) -> Doc:
+        """Store the name and its key; raises DisplayNameTaken when another user's key is the same.
+
+        A duplicate key here is either the name's unique index (taken) or two first writes of a new user
+        racing on `_id` (the loser retries as an update): another user holding the key tells which."""
+        update = {"$set": {"display_name": name, "display_name_key": key},
+                  "$setOnInsert": {"created_at": utcnow(), "muted": []}}
+        for _ in range(3):
+            try:
+                doc = await self.collection.find_one_and_update({"_id": uid}, update, upsert=True,
+                                                                return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:
+                if await self.collection.count_documents({"display_name_key": key, "_id": {"$ne": uid}}, limit=1):
+                    raise DisplayNameTaken(name) from None
+                continue
+            doc = doc or await self.get(uid)  # an upsert's losing side has been seen to get None back
+            if doc is not None:
+                return doc
+        raise DisplayNameTaken(name)  # pragma: no cover - a duplicate key three times and no holder found
+
+    async def display_names(self, uids: Sequence[str]) -> dict[str, str]:
+        """uid -> display name, for those of `uids` that chose one."""
+        cursor = self.collection.find({"_id": {"$in": list(set(uids))}}, {"display_name": 1})
+        return {d["_id"]: d["display_name"] async for d in cursor if d.get("display_name")}

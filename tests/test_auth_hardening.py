@@ -89,14 +89,15 @@ def test_a_revoked_token_is_refused_within_the_cache_lifetime(
 def test_a_disabled_or_deleted_user_is_refused(
     live: LiveServer, auth_emulator: AuthEmulator, admin_app: firebase_admin.App
 ) -> None:
-    token = mint_token("dora")
+    # The emulator is shared by the whole session: uids this test disables or deletes are its own.
+    token = mint_token("disabled-by-auth-test")
     assert me(live, token).status_code == 200
-    firebase_auth.update_user("dora", disabled=True, app=admin_app)
+    firebase_auth.update_user("disabled-by-auth-test", disabled=True, app=admin_app)
     response, _ = refused_within(live, token, CACHE_SECONDS + 5)
     assert response.status_code == 401 and "disabled" in response.text, response.text
 
-    auth_emulator.delete("gone")
-    response = me(live, mint_token("gone"))
+    auth_emulator.delete("deleted-by-auth-test")
+    response = me(live, mint_token("deleted-by-auth-test"))
     assert response.status_code == 401 and "no longer exists" in response.text, response.text
 
 

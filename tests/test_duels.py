@@ -20,7 +20,7 @@ from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
 from tests.votes import settled, vote_id, wait_applied
 
-NEXT = "query($c: String) { nextDuel(category: $c) { id expiresAt left { id rating { score } quality { score } } right { id rating { score } quality { score } } } }"
+NEXT = "query($c: String) { nextDuel(category: $c) { id expiresAt left { id rating { score } quality { score } owner { id } } right { id rating { score } quality { score } owner { id } } } }"
 VOTE = "mutation($id: ID!, $c: DuelChoice!) { voteDuel(duelId: $id, choice: $c) { accepted left { id rating { mu sigma votes wins losses draws score } } right { id rating { mu sigma votes } } } }"
 SKIP = "mutation($id: ID!) { skipDuel(duelId: $id) }"
 OWNERS = ["ann", "ben", "cat", "dan"]
@@ -79,6 +79,7 @@ def test_a_player_never_gets_own_photos_near_duplicates_or_repeated_pairs(
         for side in ("left", "right"):
             assert photos["owners"][duel[side]["id"]] != "ann", "the player was shown their own photo"
             assert duel[side]["rating"] is None and duel[side]["quality"] is None  # shown blind
+            assert duel[side]["owner"] is None  # and anonymous
         owners = {photos["owners"][duel["left"]["id"]], photos["owners"][duel["right"]["id"]]}
         assert len(owners) == 2, "a duel between two photos of the same owner"
         seen.add(pair)

@@ -344,10 +344,11 @@ async def test_without_credentials_push_is_off_said_once_and_records_stay_pendin
             notifications = services.notifications
             assert notifications is not None and notifications.dispatcher is None
             photo = {"_id": ObjectId(), "owner": "olive", "title": None}
-            record, _ = await announce_suggestions_ready(services.outbox, photo, 1)
-            async with notifications.subscribe_user("olive") as subscription:
+            async with notifications.subscribe_user("olive") as subscription:  # the app is open
+                record, _ = await announce_suggestions_ready(services.outbox, photo, 1)
                 await notifications.announced(record)
-                assert (await subscription.get(1))["_id"] == record["_id"]
+                event = await subscription.get(10)  # through the outbox follower, like any event
+                assert event is not None and event["_id"] == record["_id"]
             stored = await services.outbox.collection.find_one({"_id": record["_id"]})
             assert stored is not None and stored["push"]["state"] == PENDING
     disabled = [e for e in logs if "push disabled" in e["event"]]

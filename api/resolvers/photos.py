@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
@@ -12,6 +14,7 @@ from ml.images import ImageRejected
 from ml.pipelines.models import ModelNotReady
 from ml.pipelines.search import search_by_text
 from ml.vocabulary import normalise_tag
+from photos.editing import InvalidEdit, NotPhotoOwner, PhotoNotFound
 from photos.queries import InvalidFilter, Order, Viewer
 from photos.queries import visible as visible_to
 from photos.upload_rules import UploadArgumentError, UploadRules
@@ -155,3 +158,33 @@ async def add_vocabulary_tags(info: Info, tags: list[str]) -> list[str]:
     normalised = _normalised(tags, MAX_VOCABULARY_TAGS)
     await info.context.services.vocabulary.add_tags(normalised, added_by=uid)
     return normalised
+
+
+def _editor_viewer(info: Info) -> Viewer:
+    uid = info.context.require_user()
+    return Viewer(uid=uid, admin=info.context.principal.admin)
+
+
+@contextlib.contextmanager
+def _edit_errors() -> Iterator[None]:
+    """The editor's refusals as the codes clients act on."""
+    try:
+        yield
+    except InvalidEdit as exc:
+        raise BadUserInput(str(exc), argument=exc.argument) from None
+    except PhotoNotFound:
+        raise NotFound("no such photo", argument="id") from None
+    except NotPhotoOwner:
+        raise Forbidden("only the photo's owner or an admin may edit it") from None
+
+
+async def update_photo(info: Info, id: strawberry.ID, title: str | None = None) -> Photo:
+    with _edit_errors():
+        doc = await info.context.services.photo_editor.update_title(_editor_viewer(info), str(id), title)
+    return Photo.from_doc(doc)
+
+
+async def set_category(info: Info, id: strawberry.ID, category: str) -> Photo:
+    with _edit_errors():
+        doc = await info.context.services.photo_editor.set_category(_editor_viewer(info), str(id), category)
+    return Photo.from_doc(doc)

@@ -42,6 +42,15 @@ class PhotoMutation:
                                              extensions=[Throttle(Action.TAG_EDIT)])
     reject_tags: Photo = strawberry.mutation(resolver=resolvers.reject_tags, permission_classes=[IsAuthenticated],
                                              extensions=[Throttle(Action.TAG_EDIT)])
+    update_photo: Photo = strawberry.mutation(
+        resolver=resolvers.update_photo, permission_classes=[IsAuthenticated], extensions=[Throttle(Action.EDIT)],
+        description="The owner (or an admin) changes the title: the upload's rule; null or blank removes it",
+    )
+    set_category: Photo = strawberry.mutation(
+        resolver=resolvers.set_category, permission_classes=[IsAuthenticated], extensions=[Throttle(Action.EDIT)],
+        description="The owner (or an admin) moves a READY photo to another known category; the model's "
+                    "choice stays in modelCategory",
+    )
     add_vocabulary_tags: list[str] = strawberry.mutation(
         resolver=resolvers.add_vocabulary_tags, permission_classes=[IsAdmin], extensions=[Throttle(Action.TAG_EDIT)],
         description="Admin: add tags to the suggestion vocabulary",

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from api.schema.profiles import PublicProfile
+
 if TYPE_CHECKING:
     from api.schema.celebrities import CelebrityInfo
 
@@ -63,6 +65,12 @@ class Rating:
 
 
 @strawberry.type
+class PhotoFailure:
+    reason: str = strawberry.field(description="Why ingest gave up on the photo")
+    at: datetime
+
+
+@strawberry.type
 class Photo:
     id: strawberry.ID
     status: PhotoStatus
@@ -78,7 +86,7 @@ class Photo:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], *, blind: bool = False) -> Photo:
-        """`blind`: shown in a duel, so no score, quality or celebrity that could sway the vote."""
+        """`blind`: shown in a duel, so no owner, score, quality or celebrity that could sway the vote."""
         failure = doc.get("failure") or {}
         return cls(
             id=strawberry.ID(str(doc["_id"])), status=PhotoStatus(doc["status"]), title=doc.get("title"),
@@ -93,6 +101,21 @@ class Photo:
         if not rendition:
             return None
         return f"{info.context.base_url}/images/{self.id}/{variant.value}?v={rendition['etag']}"
+
+    @strawberry.field(description="The category the model chose; differs from `category` once the owner set one")
+    def model_category(self) -> str | None:
+        return self._doc.get("category_model") or self._doc.get("category")
+
+    @strawberry.field(description="Why processing failed (FAILED photos, seen by their owner and admins)")
+    def failure(self) -> PhotoFailure | None:
+        failure = self._doc.get("failure")
+        return PhotoFailure(reason=failure["reason"], at=failure["at"]) if failure else None
+
+    @strawberry.field(description="The photographer; null inside a duel, where photos are shown anonymously")
+    async def owner(self, info: Info) -> PublicProfile | None:
+        if self._blind:
+            return None
+        return PublicProfile.from_profile(await info.context.loaders.owner.load(self._doc["owner"]))
 
     @strawberry.field
     def suggestions(self, info: Info) -> list[TagSuggestion]:

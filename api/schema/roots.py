@@ -12,9 +12,9 @@ from api.schema.celebrity_roots import CelebrityMutation, CelebrityQuery
 from api.schema.duels import DuelMutation, DuelQuery
 from api.schema.notification_roots import NotificationMutation, NotificationQuery, NotificationSubscription
 from api.schema.photo_roots import PhotoMutation, PhotoQuery
-from api.schema.user_roots import UserQuery
+from api.schema.user_roots import UserMutation, UserQuery
 
 Query = merge_types("Query", (UserQuery, PhotoQuery, DuelQuery, NotificationQuery, CelebrityQuery))
-Mutation = merge_types("Mutation", (PhotoMutation, DuelMutation, NotificationMutation, CelebrityMutation))
+Mutation = merge_types("Mutation", (UserMutation, PhotoMutation, DuelMutation, NotificationMutation, CelebrityMutation))
 SUBSCRIPTIONS: tuple[type, ...] = (NotificationSubscription,)
 Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None

@@ -12,7 +12,9 @@ Lifetimes, which is how stale the view may be:
   once, elsewhere within the feed's poll interval (0.2 s by default);
 - new READY photos: at once in the process that ingested them (`add`), elsewhere within
   `new_photos_seconds` (read by `ready_at`, indexed);
-- anything else (a category changed, a photo removed): the full reload every `reload_seconds`.
+- a category an owner changed: at once in the process that took the change (`add`, from
+  `photos.editing`), elsewhere at the full reload;
+- anything else (a photo removed): the full reload every `reload_seconds`.
 A stale entry costs at most a less useful pair: the ticket's photos are re-read by id and the vote
 path checks them again. Nothing here is needed by another process: each builds its own from the
 database and the batches.
@@ -141,7 +143,10 @@ class DuelCatalogue:
                 self._grow()
             i = self.index[doc["_id"]] = self.size
             self.ids.append(doc["_id"])
-        self.category[i] = self.code(("category", doc.get("category")))
+        category = self.code(("category", doc.get("category")))
+        if self.live[i] and self.category[i] != category:  # an owner's new category: the views hold the old one
+            self._views.clear()
+        self.category[i] = category
         self.owner[i] = self.code(("owner", doc["owner"]))
         self.root[i] = self.code(("root", doc.get("duplicate_of") or doc["_id"]))
         if not self.live[i]:  # a photo (back) in the catalogue is offered at once, not when the views expire

@@ -39,6 +39,8 @@ from storage.votes import SKIP, VoteRepository, pair_key
 
 log = structlog.get_logger(__name__)
 
+MAX_SEASONED_PLAYERS = 100_000
+
 
 class DuelError(Exception):
     """A duel request the rules refuse; `code` is the error code the client acts on (the API passes it on)."""
@@ -107,6 +109,20 @@ class DuelService:
         self.rng = rng or random.SystemRandom()
         # how many of a voter's earlier votes are counted into a vote (the weighting needs no more)
         self.history_needed = history_needed
+        # Players known to have cast `history_needed` votes: their count can only stay there, so it is not
+        # read again (a vote's cheapest path is one read and one write). Bounded: forgetting costs a count.
+        self._seasoned: set[str] = set()
+
+    async def _history(self, player: str) -> int:
+        """The player's earlier votes, counted up to `history_needed` (what `count_for_player` returns)."""
+        if player in self._seasoned:
+            return self.history_needed
+        history = await self.votes.count_for_player(player, limit=self.history_needed)
+        if history >= self.history_needed:
+            if len(self._seasoned) >= MAX_SEASONED_PLAYERS:
+                self._seasoned.clear()
+            self._seasoned.add(player)
+        return history
 
     async def next_duel(self, player: str, category: str | None) -> IssuedDuel | None:
         """A signed ticket and its two photos, or None when no pair is possible for this player."""
@@ -162,7 +178,7 @@ class DuelService:
         if existing is None:
             if ticket.expired(utcnow()):
                 raise DuelExpired("this duel has expired: ask for the next one")
-            history = await self.votes.count_for_player(player, limit=self.history_needed)
+            history = await self._history(player)
             waiting = self.feed.expect(ticket.nonce)
             try:
                 answer = {**self._answer(ticket, choice.value), "anonymous": anonymous, "history": history}
