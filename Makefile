@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Embedded defaults for a local run: dev mode, Firebase Auth emulator convention (unsigned tokens). No
-# emulator needs to run: without one there is nobody to look users up, so revocation is not checked.
-export PHOTODUEL_ENV ?= dev
-export FIREBASE_AUTH_EMULATOR_HOST ?= 127.0.0.1:9099
-export PHOTODUEL_AUTH_CHECK_REVOKED ?= false
+# `make serve` runs with the embedded defaults for a local run: dev mode, the Firebase Auth emulator
+# convention (unsigned tokens). No emulator needs to run: without one there is nobody to look users up,
+# so revocation is not checked. Only for `serve`: the tests set up their own (tests/conftest.py).
+serve: export PHOTODUEL_ENV ?= dev
+serve: export FIREBASE_AUTH_EMULATOR_HOST ?= 127.0.0.1:9099
+serve: export PHOTODUEL_AUTH_CHECK_REVOKED ?= false
 
 .PHONY: install serve test lint schema bench clean
 
