@@ -20,8 +20,10 @@ capacity under 20) claim one token at a time, so they stay exact.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -100,6 +102,8 @@ class RateLimiter:
         self._limits = {action: tuple(found) for action, found in limits.items() if found}
         self._clock = clock
         self._claims: dict[str, _Claim] = {}
+        # A lock lives while a request holds it or waits on it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def limits(self, action: Action) -> tuple[Limit, ...]:
         return self._limits.get(action, ())
@@ -148,25 +152,38 @@ class RateLimiter:
         if limit.fixed_window:
             number, _ = window(now.timestamp(), limit.rate.period_seconds)
             key = f"{key}:{number}"
-        claim = self._claims.get(key)
-        if claim is not None and claim.until > time.monotonic():
-            if cost < 0 and claim.tokens - cost <= claim_size(limit.rate.capacity):
-                claim.tokens -= cost  # kept here; beyond a claim's size it goes back to the shared bucket
-                return None
-            if cost > 0 and claim.tokens >= cost:
-                claim.tokens -= cost
-                return None
-        if cost < 0:
-            await self._shared_take(limit, key, now, cost, deadline_seconds)
+        if self._from_claim(key, limit, cost):
             return None
-        size = claim_size(limit.rate.capacity)
-        wait = await self._shared_take(limit, key, now, float(size), deadline_seconds)
-        if wait is not None and size > 1:  # fewer than a claim left: take just this one
-            size = 1
-            wait = await self._shared_take(limit, key, now, cost, deadline_seconds)
-        if wait is None:
-            self._remember(key, _Claim(tokens=float(size) - cost, until=time.monotonic() + CLAIM_SECONDS))
-        return wait
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:  # one claim at a time per bucket: the requests waiting then spend it
+            if self._from_claim(key, limit, cost):
+                return None
+            if cost < 0:
+                await self._shared_take(limit, key, now, cost, deadline_seconds)
+                return None
+            size = claim_size(limit.rate.capacity)
+            wait = await self._shared_take(limit, key, now, float(size), deadline_seconds)
+            if wait is not None and size > 1:  # fewer than a claim left: take just this one
+                size = 1
+                wait = await self._shared_take(limit, key, now, cost, deadline_seconds)
+            if wait is None:
+                self._remember(key, _Claim(tokens=float(size) - cost, until=time.monotonic() + CLAIM_SECONDS))
+            return wait
+
+    def _from_claim(self, key: str, limit: Limit, cost: float) -> bool:
+        """Take (or give back) `cost` from this process's live claim on `key`, if it can."""
+        claim = self._claims.get(key)
+        if claim is None or claim.until <= time.monotonic():
+            return False
+        if cost < 0 and claim.tokens - cost <= claim_size(limit.rate.capacity):
+            claim.tokens -= cost  # kept here; beyond a claim's size it goes back to the shared bucket
+            return True
+        if cost > 0 and claim.tokens >= cost:
+            claim.tokens -= cost
+            return True
+        return False
 
     async def _shared_take(self, limit: Limit, key: str, now: datetime, cost: float,
                            deadline_seconds: float | None) -> float | None:

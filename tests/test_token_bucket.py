@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymongo import AsyncMongoClient
 
+from accounts.rate_limits import Action, Limit, RateLimiter, RateLimitExceeded, claim_size
 from storage.rate_limits import RateLimitRepository
 from storage.token_bucket import Rate, full_after, refilled, retry_after, take, whole_seconds, window
 
@@ -105,5 +106,29 @@ async def test_concurrent_takes_grant_exactly_the_capacity(mongo_uri: str) -> No
                                              for _ in range(20)))
             assert sum(r.granted for r in results) == 5
             assert sorted(r.tokens for r in results if r.granted) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    finally:
+        await client.close()
+
+
+async def test_concurrent_requests_in_one_process_lose_no_claimed_token(mongo_uri: str) -> None:
+    """Many requests of one process find no claim at once and each claims a tenth of the bucket: the
+    claims add up, so the bucket grants exactly its capacity, never less (claims overwritten) or more."""
+    client: AsyncMongoClient = AsyncMongoClient(mongo_uri, tz_aware=True)
+    try:
+        repo = RateLimitRepository(client[f"t_bucket_{random.randrange(10**9)}"])
+        now = datetime(2030, 1, 1, tzinfo=UTC)
+        limiter = RateLimiter(repo, {Action.REQUEST: [Limit("requests", Rate(200, 3600.0))]}, clock=lambda: now)
+        assert claim_size(200) == 20
+
+        async def request() -> bool:
+            try:
+                await limiter.take(Action.REQUEST, "ip:10.0.0.1")
+                return True
+            except RateLimitExceeded:
+                return False
+
+        first = await asyncio.gather(*(request() for _ in range(64)))
+        rest = await asyncio.gather(*(request() for _ in range(200)))
+        assert sum(first) == 64 and sum(first) + sum(rest) == 200
     finally:
         await client.close()
