@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,8 +101,8 @@ class RateLimiter:
         self._limits = {action: tuple(found) for action, found in limits.items() if found}
         self._clock = clock
         self._claims: dict[str, _Claim] = {}
-        # A lock lives while a request holds it or waits on it.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # One claim in flight per bucket: the requests that come meanwhile wait for it (single flight).
+        self._claiming: dict[str, asyncio.Future[None]] = {}
 
     def limits(self, action: Action) -> tuple[Limit, ...]:
         return self._limits.get(action, ())
@@ -154,23 +153,43 @@ class RateLimiter:
             key = f"{key}:{number}"
         if self._from_claim(key, limit, cost):
             return None
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        async with lock:  # one claim at a time per bucket: the requests waiting then spend it
+        if cost < 0:
+            await self._shared_take(limit, key, now, cost, deadline_seconds)
+            return None
+        while (pending := self._claiming.get(key)) is not None:
+            # Another request of this process is claiming this bucket: wait for it and spend its claim.
+            # If its database call failed, so does this request, at once rather than a deadline later.
+            await asyncio.shield(pending)
             if self._from_claim(key, limit, cost):
                 return None
-            if cost < 0:
-                await self._shared_take(limit, key, now, cost, deadline_seconds)
-                return None
-            size = claim_size(limit.rate.capacity)
-            wait = await self._shared_take(limit, key, now, float(size), deadline_seconds)
-            if wait is not None and size > 1:  # fewer than a claim left: take just this one
-                size = 1
-                wait = await self._shared_take(limit, key, now, cost, deadline_seconds)
-            if wait is None:
-                self._remember(key, _Claim(tokens=float(size) - cost, until=time.monotonic() + CLAIM_SECONDS))
-            return wait
+        claiming = self._claiming[key] = asyncio.get_running_loop().create_future()
+        try:
+            wait = await self._claim(limit, key, now, cost, deadline_seconds)
+        except asyncio.CancelledError:  # this request went away: the others claim for themselves
+            claiming.set_result(None)
+            raise
+        except Exception as exc:
+            claiming.set_exception(exc)
+            claiming.exception()  # retrieved: nobody may be waiting
+            raise
+        else:
+            claiming.set_result(None)
+        finally:
+            del self._claiming[key]
+        return wait
+
+    async def _claim(self, limit: Limit, key: str, now: datetime, cost: float,
+                     deadline_seconds: float | None) -> float | None:
+        """Take a claim from the shared bucket (just `cost` when less than a claim is left) and spend `cost`
+        of it: None when granted, else the seconds until it would be."""
+        size = claim_size(limit.rate.capacity)
+        wait = await self._shared_take(limit, key, now, float(size), deadline_seconds)
+        if wait is not None and size > 1:  # fewer than a claim left: take just this one
+            size = 1
+            wait = await self._shared_take(limit, key, now, cost, deadline_seconds)
+        if wait is None:
+            self._remember(key, _Claim(tokens=float(size) - cost, until=time.monotonic() + CLAIM_SECONDS))
+        return wait
 
     def _from_claim(self, key: str, limit: Limit, cost: float) -> bool:
         """Take (or give back) `cost` from this process's live claim on `key`, if it can."""
