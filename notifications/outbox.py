@@ -123,12 +123,18 @@ class Outbox:
         )
 
     async def created_after(self, created_at: datetime, record_id: ObjectId, *, limit: int) -> list[dict[str, Any]]:
-        """Records after the position `(created_at, _id)`, in that order (the `created` index)."""
-        cursor = self.collection.find(
-            {"$or": [{"created_at": {"$gt": created_at}}, {"created_at": created_at, "_id": {"$gt": record_id}}]},
-            sort=[("created_at", ASC), ("_id", ASC)], limit=limit,
-        )
-        return await cursor.to_list()
+        """Records after the position `(created_at, _id)`, in that order (the `created` index).
+
+        Two reads rather than one `$or`: the rest of the position's own moment, then what came after it.
+        Each is a range on the index; the embedded server answers an `$or` by scanning the collection."""
+        order = [("created_at", ASC), ("_id", ASC)]
+        same_moment = await self.collection.find(
+            {"created_at": created_at, "_id": {"$gt": record_id}}, sort=order, limit=limit).to_list()
+        if len(same_moment) >= limit:
+            return same_moment
+        later = await self.collection.find(
+            {"created_at": {"$gt": created_at}}, sort=order, limit=limit - len(same_moment)).to_list()
+        return same_moment + later
 
 
 async def announce_suggestions_ready(

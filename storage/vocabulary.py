@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from storage.base import Repository
+from storage.clock import utcnow
 
 
 class VocabularyRepository(Repository):
     collection_name = "vocabulary"
 
     async def add_tags(self, tags: Sequence[str], *, added_by: str) -> None:
-        now = datetime.now(UTC)
+        now = utcnow()
         for tag in tags:
             await self.collection.update_one(
                 {"_id": tag}, {"$setOnInsert": {"added_by": added_by, "created_at": now}}, upsert=True

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -59,6 +61,13 @@ class LiveServer:
 
     def wait_model(self, timeout: float = 120.0) -> None:
         self.run(self.services.models.wait_ready(timeout), timeout + 5)
+
+    @contextlib.contextmanager
+    def client(self, timeout: float = 60.0) -> Iterator[httpx.Client]:
+        """An HTTP client for this server, once its model is loaded (what a module's tests share)."""
+        self.wait_model()
+        with httpx.Client(base_url=self.url, timeout=timeout) as http:
+            yield http
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -26,8 +26,7 @@ CELEB = "query($id: ID!) { photo(id: $id) { celebrity { detected faces people { 
 
 @pytest.fixture(scope="module")
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    server.wait_model()
-    with httpx.Client(base_url=server.url, timeout=120) as http:
+    with server.client(timeout=120) as http:
         yield http
 
 

@@ -35,8 +35,7 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    server.wait_model()
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with server.client() as http:
         yield http
 
 

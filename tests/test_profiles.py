@@ -37,8 +37,7 @@ def code(body: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    server.wait_model()
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with server.client() as http:
         yield http
 
 

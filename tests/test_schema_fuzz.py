@@ -50,8 +50,7 @@ VARIABLE_NAMES = ["id", "n", "t", "a", "c", "o", "p", "tags", "ids", "token", "n
 
 @pytest.fixture(scope="module")
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    server.wait_model()
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with server.client() as http:
         yield http
 
 

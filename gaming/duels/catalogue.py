@@ -27,7 +27,7 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from gaming.featured import TOP_FRACTION, featured_boundary_array, featured_coun
 from gaming.matchmaking import RatedPhoto
 from gaming.ratings import RatingEnv
 from storage.background import raise_if_cancelled
+from storage.clock import utcnow
 from storage.mongo import long_work
 from storage.photos import READY, PhotoRepository
 
@@ -228,7 +229,7 @@ class DuelCatalogue:
         in flight, which hold indexes across their awaits, never see them point at another photo; one
         not found any more is marked not live. Batches that arrive during the scan are applied again
         after it: the scan may have read a photo before their rating writes."""
-        started = datetime.now(UTC)
+        started = utcnow()
         seen: set[ObjectId] = set()
         self._seen_while_loading = []
         try:
@@ -249,8 +250,8 @@ class DuelCatalogue:
         log.info("catalogue.loaded", photos=len(seen))
 
     async def poll_new_photos(self) -> int:
-        since = self._new_since or datetime.now(UTC) - NEW_PHOTO_GRACE
-        started = datetime.now(UTC)
+        since = self._new_since or utcnow() - NEW_PHOTO_GRACE
+        started = utcnow()
         added = 0
         async for doc in self.photos.ready_since(since, FIELDS):
             if doc["_id"] not in self.index:
