@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -216,6 +217,17 @@ class RateLimiter:
         taken = await self._repository.take(key, capacity=rate.capacity, per_second=rate.per_second, now=now,
                                             cost=cost, deadline_seconds=deadline_seconds)
         return None if taken.granted else retry_after(taken.tokens, per_second=rate.per_second, cost=1.0)
+
+    async def forget(self, subject: str) -> int:
+        """Every bucket of a subject (an erased account's), this process's claims and the shared ones; how
+        many shared ones. Buckets of a limit no longer configured go by their TTL, as idle ones do."""
+        names = sorted({limit.name for found in self._limits.values() for limit in found})
+        if not names:
+            return 0
+        pattern = f"^({'|'.join(re.escape(name) for name in names)}):{re.escape(subject)}(:[0-9]+)?$"
+        for key in [key for key in self._claims if re.match(pattern, key)]:
+            del self._claims[key]
+        return await self._repository.delete_matching(pattern)
 
     def _remember(self, key: str, claim: _Claim) -> None:
         if len(self._claims) >= MAX_CLAIMS:

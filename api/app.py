@@ -15,13 +15,16 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from api.graphql_view import PhotoDuelGraphQL
+from api.metrics import RequestMetricsMiddleware, metrics_route
 from api.middleware import AuthMiddleware, BodyLimitMiddleware, ErrorMiddleware
 from api.request_ids import RequestIdMiddleware
 from api.routes import healthz, image, readyz
 from api.schema import build_schema
 from api.schema.limits import QueryLimits
 from api.security_headers import SecurityHeadersMiddleware, cors
+from api.share import featured_feed, share_page
 from api.throttle import IpRateLimitMiddleware
+from api.web_client import web_routes
 from photoduel.services import open_services
 from photoduel.settings import Settings, load_settings
 from photos.upload_rules import UploadRules
@@ -54,11 +57,16 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        metrics_route(),
         Route("/images/{photo_id}/{variant}", image, methods=["GET", "HEAD"]),
+        Route("/p/{photo_id}", share_page, methods=["GET", "HEAD"]),
+        Route("/feeds/featured.atom", featured_feed, methods=["GET", "HEAD"]),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        *web_routes(settings),
     ]
     middleware = [  # outermost first
+        Middleware(RequestMetricsMiddleware),
         Middleware(RequestIdMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=settings.behind_tls),
         cors(settings.cors_origin_list),

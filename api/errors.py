@@ -15,6 +15,9 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WT
 
 UNAVAILABLE_MESSAGE = "the service is briefly unavailable: retry"
 UNEXPECTED_MESSAGE = "Unexpected error."
+# Every request of an account being erased (403, FORBIDDEN); once the erasure is done nothing of the account
+# is left, and a sign-in with the same uid starts a new, empty one.
+ACCOUNT_ERASED_MESSAGE = "this account has been deleted: sign out"
 # What HTTP answers carry in Retry-After when the database is unavailable.
 RETRY_AFTER_SECONDS = 2
 

@@ -16,9 +16,10 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET
 
+from accounts.seen import AccountErased
 from accounts.tokens import AuthError, AuthUnavailable, bearer_token
 from api.context import Context
-from api.errors import UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
+from api.errors import ACCOUNT_ERASED_MESSAGE, UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
 from api.graphql_http import GraphQLOverHttp
 
 log = structlog.get_logger(__name__)
@@ -38,9 +39,14 @@ class PhotoDuelGraphQL(GraphQLOverHttp, GraphQL[Context, None]):
         self._expiries: dict[int, asyncio.Task[None]] = {}  # by id() of the open WebSocket
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        open_sockets = request.app.state.services.metrics.websockets if isinstance(request, WebSocket) else None
+        if open_sockets is not None:
+            open_sockets.inc()
         try:
             return await super().run(request, context, root_value)
         finally:
+            if open_sockets is not None:
+                open_sockets.dec()
             expiry = self._expiries.pop(id(request), None) if isinstance(request, WebSocket) else None
             if expiry is not None:
                 expiry.cancel()
@@ -73,6 +79,8 @@ class PhotoDuelGraphQL(GraphQLOverHttp, GraphQL[Context, None]):
                 await context.services.seen_users.seen(context.principal)
         except AuthError as exc:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
+        except AccountErased:
+            raise ConnectionRejectionError({"code": "FORBIDDEN", "message": ACCOUNT_ERASED_MESSAGE}) from None
         except AuthUnavailable as exc:
             log.warning("ws.auth_unavailable", error=str(exc))
             raise ConnectionRejectionError({"code": "UNAVAILABLE", "message": UNAVAILABLE_MESSAGE}) from None

@@ -10,12 +10,22 @@ import structlog
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from accounts.seen import AccountErased
 from accounts.tokens import AuthError, AuthUnavailable, bearer_token
-from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, UNEXPECTED_MESSAGE, is_unavailable
+from api.errors import (
+    ACCOUNT_ERASED_MESSAGE,
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    UNEXPECTED_MESSAGE,
+    is_unavailable,
+)
+from api.metrics import METRICS_PATH
 from api.request_ids import current_request_id
 from photos.upload_rules import UploadRules
 
 log = structlog.get_logger(__name__)
+
+OWN_TOKEN_PATHS = frozenset({METRICS_PATH})
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],
@@ -115,10 +125,14 @@ class AuthMiddleware(_HttpMiddleware):
     """Verifies `Authorization: Bearer` on HTTP requests. A bad token is a 401, never anonymous.
 
     Recording the user (`SeenUsers`) writes to the database: when that fails the request is answered
-    here (503 UNAVAILABLE for an outage, a masked 500 otherwise) rather than served without it.
+    here (503 UNAVAILABLE for an outage, a masked 500 otherwise) rather than served without it. Paths
+    with a bearer token of their own (`/metrics`: Prometheus's) are left to their route.
     """
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path") in OWN_TOKEN_PATHS:
+            await self.app(scope, receive, send)
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         services = scope["app"].state.services
         try:
@@ -129,6 +143,9 @@ class AuthMiddleware(_HttpMiddleware):
                 scope.setdefault("state", {})["principal"] = principal
         except AuthError as exc:
             await _send_json(send, 401, graphql_error(str(exc), "UNAUTHENTICATED"))
+            return
+        except AccountErased:  # not a 401: a fresh token of the same account is refused the same way
+            await _send_json(send, 403, graphql_error(ACCOUNT_ERASED_MESSAGE, "FORBIDDEN"))
             return
         except AuthUnavailable as exc:  # Google's keys or the Auth API: a 401 would make clients refresh in a loop
             log.warning("request.auth_unavailable", method=scope.get("method"), path=scope.get("path"),

@@ -26,8 +26,27 @@ Also: the largest share of all duels one photo took, and the share of duels betw
 "—" when the median run did not get there within the cap. The featured target has a long tail, so a
 second table gives each strategy's quartiles over the seeds: with 10 seeds a median can be luck.
 
+Series rounds (``--series``): an answer is one pick among k photos instead of a duel vote, with the
+model prior like (d). The anchors and candidate lists are (d)'s; the k - 1 others are drawn from the
+list by gaming.contenders.choose_opponents (the duel scores, without replacement); the voters are the
+same, extended to k photos (Plackett-Luce, bench/sim_core.py: no DRAW answer). ``pickK`` rates the pick
+with gaming.series.rate_pick, ``tiesK`` the same pick as trueskill's free-for-all with the others tied
+(gaming.series.rate_order), ``orderK`` a full order. Counted in answers per photo (answers / N; a target
+must hold for one more answer per photo); the series table adds each target in answers (player
+actions) over (a)'s votes (the goals are 1.2 for (1) and 0.25 for (2)), the break-even, (d)'s answers
+over the series', i.e. how many duel answers' time one series answer may take before it is slower, and
+the featured target in time against (a)'s votes under three models of an answer's time in duel answers,
+for k photos shown: ``hick`` log2(k + 1) / log2(3) (Hick-Hyman: choice time grows with the log of the
+choices; a lower bound, photos must also be looked at), ``mid`` (2 + k) / 4 (half a duel's time fixed:
+loading, the tap, the next screen; half looking, per photo) and ``linear`` k / 2 (all of it looking, an
+upper bound). An order costs its successive picks. A photo's fair share of series is k/N.
+
+``--groups`` runs the group-settling experiment instead (bench/group_settling.py).
+
     .venv/bin/python bench/ranking_sim.py                 # N = 200, both variants, slopes 1.7/1.0, r 0/.5/.7
     .venv/bin/python bench/ranking_sim.py --full          # N = 200 and 1000
+    .venv/bin/python bench/ranking_sim.py --r 0.7 --strategies a d --series pick3 pick4 pick5 ties4 order4
+    .venv/bin/python bench/ranking_sim.py --groups --r 0.7
 """
 
 from __future__ import annotations
@@ -47,7 +66,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.sim_core import World, disjoint_groups, elo_update, make_world, spearman, top_recall, ts_update, vote
+from bench import group_settling
+from bench.sim_core import (
+    World,
+    disjoint_groups,
+    elo_update,
+    make_world,
+    series_votes,
+    spearman,
+    top_recall,
+    ts_update,
+    vote,
+)
+from gaming.contenders import choose_opponents
 from gaming.featured import featured_boundary_array
 from gaming.matchmaking import (
     DEFAULT_POLICY,
@@ -60,10 +91,13 @@ from gaming.matchmaking import (
     wants_placement,
 )
 from gaming.ratings import Rating, RatingEnv, prior_rating
+from gaming.series import MAX_SERIES, pick_ranks, rate_order, rate_pick
 
 RHO_TARGET = 0.9
 TOP_TARGET = 0.8
 HOLD = 1.0  # votes per photo a target must hold to count as reached
+OUT = Path(__file__).resolve().parent / "out"
+SERIES_KINDS = ("pick", "ties", "order")  # strategies "pick4", "ties4", "order4": see the module docstring
 
 
 @dataclass(frozen=True)
@@ -121,46 +155,52 @@ class _Tracker:
         return not any(math.isinf(v) for v in self.held.values())
 
 
-def run(task: Task) -> RunResult:
-    started = time.perf_counter()
-    world = make_world(task.n, task.variant, task.seed)
-    n, env = world.n, task.env
-    vote_rng = np.random.default_rng(task.seed * 1000 + 7)
-    rng = random.Random(task.seed * 1000 + 11)
-    batch = max(1, n // 20)
-    duels = np.zeros(n, dtype=int)
-    tracker = _Tracker()
-    votes = 0
-    neighbour_votes = 0
-    if task.strategy == "a":
-        elo = np.full(n, 1500.0)
-    else:
-        mu, sigma = np.full(n, env.mu), np.full(n, env.sigma)
-        if task.strategy in ("d", "e"):
+@dataclass
+class _State:
+    """What a run carries from batch to batch."""
+
+    duels: np.ndarray  # how many duels (or series) each photo was in
+    mu: np.ndarray
+    sigma: np.ndarray
+    elo: np.ndarray
+    votes: int = 0  # answers: a duel vote or a series pick
+    neighbour_slots: int = 0  # opponents drawn from the anchor's k-NN list (either way)
+    opponent_slots: int = 0  # opponents drawn by our matchmaking
+
+    @classmethod
+    def start(cls, world: World, task: Task) -> _State:
+        env = task.env
+        mu, sigma = np.full(world.n, env.mu), np.full(world.n, env.sigma)
+        if task.strategy in ("d", "e") or series_kind(task.strategy) is not None:
             priors = [prior_rating(float(x), env) for x in world.model_quality(task.r)]
             mu = np.array([p.mu for p in priors])
             sigma = np.array([p.sigma for p in priors])
-    while votes < task.cap * n:
-        if task.strategy in ("a", "b"):
-            left = vote_rng.integers(n, size=batch)
-            right = (left + vote_rng.integers(1, n, size=batch)) % n  # any other photo
-        else:
-            policy = task.policy
-            if task.strategy == "e":
-                policy = dataclasses.replace(policy, placement=0.0, placement_first=0)
-            left, right, from_knn = _our_pairs(world, mu, sigma, duels, batch, env, policy, rng)
-            neighbour_votes += from_knn
-        outcome = vote(world.q, left, right, task.slope, vote_rng)
-        for group in disjoint_groups(left, right):  # in order; vectorised where pairs do not overlap
-            if task.strategy == "a":
-                elo = elo_update(elo, left[group], right[group], outcome[group])
-            else:
-                mu, sigma = ts_update(mu, sigma, left[group], right[group], outcome[group], env)
-        score = elo if task.strategy == "a" else mu - env.k * sigma
-        np.add.at(duels, left, 1)
-        np.add.at(duels, right, 1)
-        votes += len(left)
-        if tracker.update(votes / n, score, world.q) and not task.trace:
+        return cls(np.zeros(world.n, dtype=int), mu, sigma, np.full(world.n, 1500.0))
+
+    def score(self, task: Task) -> np.ndarray:
+        return self.elo if task.strategy == "a" else self.mu - task.env.k * self.sigma
+
+
+def series_kind(strategy: str) -> tuple[str, int] | None:
+    """("pick" | "ties" | "order", k) for a series strategy such as "pick4"; None for a duel strategy."""
+    for kind in SERIES_KINDS:
+        if strategy.startswith(kind) and strategy[len(kind):].isdigit():
+            return kind, int(strategy[len(kind):])
+    return None
+
+
+def run(task: Task) -> RunResult:
+    started = time.perf_counter()
+    world = make_world(task.n, task.variant, task.seed)
+    vote_rng = np.random.default_rng(task.seed * 1000 + 7)
+    rng = random.Random(task.seed * 1000 + 11)
+    batch = max(1, world.n // 20)
+    state = _State.start(world, task)
+    tracker = _Tracker()
+    step = _pair_step if series_kind(task.strategy) is None else _series_step
+    while state.votes < task.cap * world.n:
+        step(world, task, state, batch, rng, vote_rng)
+        if tracker.update(state.votes / world.n, state.score(task), world.q) and not task.trace:
             break
     return RunResult(
         task=task,
@@ -168,11 +208,89 @@ def run(task: Task) -> RunResult:
         votes_top=tracker.held["top"],
         first_rho=tracker.first["rho"],
         first_top=tracker.first["top"],
-        max_share=float(duels.max() / votes),
-        neighbour_fraction=neighbour_votes / votes if task.strategy in "cde" else math.nan,
+        max_share=float(state.duels.max() / state.votes),
+        neighbour_fraction=state.neighbour_slots / state.opponent_slots if state.opponent_slots else math.nan,
         seconds=time.perf_counter() - started,
         trace=tuple(tracker.trace) if task.trace else (),
     )
+
+
+def _pair_step(
+    world: World, task: Task, state: _State, batch: int, rng: random.Random, vote_rng: np.random.Generator
+) -> None:
+    """One batch of duels issued from the same ratings, then their votes applied in order."""
+    n, env = world.n, task.env
+    if task.strategy in ("a", "b"):
+        left = vote_rng.integers(n, size=batch)
+        right = (left + vote_rng.integers(1, n, size=batch)) % n  # any other photo
+    else:
+        policy = task.policy
+        if task.strategy == "e":
+            policy = dataclasses.replace(policy, placement=0.0, placement_first=0)
+        left, right, from_knn = _our_pairs(world, state.mu, state.sigma, state.duels, batch, env, policy, rng)
+        state.neighbour_slots += from_knn
+        state.opponent_slots += len(left)
+    outcome = vote(world.q, left, right, task.slope, vote_rng)
+    for group in disjoint_groups(left, right):  # in order; vectorised where pairs do not overlap
+        if task.strategy == "a":
+            state.elo = elo_update(state.elo, left[group], right[group], outcome[group])
+        else:
+            state.mu, state.sigma = ts_update(state.mu, state.sigma, left[group], right[group], outcome[group], env)
+    np.add.at(state.duels, left, 1)
+    np.add.at(state.duels, right, 1)
+    state.votes += len(left)
+
+
+def _series_step(
+    world: World, task: Task, state: _State, batch: int, rng: random.Random, vote_rng: np.random.Generator
+) -> None:
+    """One batch of series issued from the same ratings, then each answer rated by gaming.series."""
+    kind_size = series_kind(task.strategy)
+    assert kind_size is not None
+    kind, size = kind_size
+    members, from_knn = _our_series(world, state.mu, state.sigma, state.duels, batch, task.env, task.policy, rng,
+                                     size)
+    for row in series_votes(world.q, members, task.slope, vote_rng):  # each row best first
+        before = [Rating(float(state.mu[i]), float(state.sigma[i])) for i in row]
+        if kind == "pick":
+            after = rate_pick(before, 0, task.env)
+        elif kind == "ties":  # the pick as trueskill's free-for-all, the others tied at rank 1
+            after = rate_order(before, list(pick_ranks(size, 0)), task.env)
+        else:
+            after = rate_order(before, list(range(size)), task.env)
+        state.mu[row] = [r.mu for r in after]
+        state.sigma[row] = [r.sigma for r in after]
+    np.add.at(state.duels, members.ravel(), 1)
+    state.votes += len(members)
+    state.neighbour_slots += from_knn
+    state.opponent_slots += len(members) * (size - 1)
+
+
+def _candidates(
+    world: World,
+    a: int,
+    anchor: RatedPhoto,
+    near_cut: np.ndarray,
+    boundary: float,
+    env: RatingEnv,
+    policy: MatchPolicy,
+    rng: random.Random,
+) -> list[tuple[int, float]]:
+    """The anchor's candidate opponents and their similarity, as the duel service draws them."""
+    if wants_placement(anchor, rng, policy):  # random photos of the category; similarity unknown: 1.0
+        return [(j, 1.0) for j in rng.sample(range(world.n), min(world.n, world.knn.shape[1])) if j != a]
+    if wants_boundary_duel(anchor, boundary, env, rng, policy):  # the photos nearest the cut
+        return [(int(j), 1.0) for j in near_cut if j != a]
+    return list(zip(world.knn[a].tolist(), world.knn_sim[a].tolist(), strict=True))
+
+
+def _rated(world: World, mu: np.ndarray, sigma: np.ndarray, duels: np.ndarray, i: int) -> RatedPhoto:
+    return RatedPhoto(str(i), Rating(float(mu[i]), float(sigma[i])), int(duels[i]), str(world.owner[i]), None)
+
+
+def _is_neighbour(world: World, a: int, b: int) -> bool:
+    """Either photo is in the other's k-NN list."""
+    return bool(np.any(world.knn[a] == b) or np.any(world.knn[b] == a))
 
 
 def _our_pairs(
@@ -193,20 +311,11 @@ def _our_pairs(
     right: list[int] = []
     from_knn = 0
     near_cut = _near_cut(mu, boundary, policy.boundary_pool)
-
-    def photo(i: int) -> RatedPhoto:
-        return RatedPhoto(str(i), Rating(float(mu[i]), float(sigma[i])), int(duels[i]), str(world.owner[i]), None)
-
     for a in anchors:
         owner = world.owner[a]
-        anchor = photo(a)
-        if wants_placement(anchor, rng, policy):  # random photos of the category; similarity unknown: 1.0
-            listed = [(j, 1.0) for j in rng.sample(range(world.n), min(world.n, world.knn.shape[1])) if j != a]
-        elif wants_boundary_duel(anchor, boundary, env, rng, policy):  # the photos nearest the cut
-            listed = [(int(j), 1.0) for j in near_cut if j != a]
-        else:
-            listed = list(zip(world.knn[a].tolist(), world.knn_sim[a].tolist(), strict=True))
-        cands = [(photo(j), s) for j, s in listed if world.owner[j] != owner]
+        anchor = _rated(world, mu, sigma, duels, a)
+        listed = _candidates(world, a, anchor, near_cut, boundary, env, policy, rng)
+        cands = [(_rated(world, mu, sigma, duels, j), s) for j, s in listed if world.owner[j] != owner]
         chosen = choose_opponent(anchor, cands, boundary, env, rng, policy=policy)
         if chosen is None:  # the service's fallback: a random opponent (same category) outside the list
             pool = [j for j in range(world.n) if j != a and world.owner[j] != owner]
@@ -215,13 +324,45 @@ def _our_pairs(
             opp = rng.choice(pool)
         else:
             opp = int(chosen.id)
-        # a neighbour duel: either photo is in the other's k-NN list
-        from_knn += bool(np.any(world.knn[a] == opp) or np.any(world.knn[opp] == a))
+        from_knn += _is_neighbour(world, a, opp)
         # left/right at random, as the service records them
         first, second = (a, opp) if rng.random() < 0.5 else (opp, a)
         left.append(first)
         right.append(second)
     return np.array(left, dtype=int), np.array(right, dtype=int), from_knn
+
+
+def _our_series(
+    world: World,
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    duels: np.ndarray,
+    batch: int,
+    env: RatingEnv,
+    policy: MatchPolicy,
+    rng: random.Random,
+    size: int,
+) -> tuple[np.ndarray, int]:
+    """One batch of series: the anchors and candidate lists of :func:`_our_pairs`, then ``size - 1``
+    opponents by gaming.contenders.choose_opponents (random photos of the category fill a short list)."""
+    boundary = featured_boundary_array(mu, policy.top_fraction)
+    anchors = choose_anchors(anchor_priorities(mu, sigma, boundary, env, policy), batch, rng, explore=policy.explore)
+    near_cut = _near_cut(mu, boundary, policy.boundary_pool)
+    rows: list[list[int]] = []
+    from_knn = 0
+    for a in anchors:
+        owner = world.owner[a]
+        anchor = _rated(world, mu, sigma, duels, a)
+        listed = _candidates(world, a, anchor, near_cut, boundary, env, policy, rng)
+        cands = [(_rated(world, mu, sigma, duels, j), s) for j, s in listed if world.owner[j] != owner]
+        row = [a] + [int(p.id) for p in choose_opponents(anchor, cands, size - 1, boundary, env, rng, policy=policy)]
+        pool = [j for j in range(world.n) if j not in row and world.owner[j] != owner]
+        row += rng.sample(pool, min(len(pool), size - len(row)))
+        if len(row) < size:
+            continue
+        from_knn += sum(_is_neighbour(world, a, j) for j in row[1:])
+        rows.append(row)
+    return np.array(rows, dtype=int).reshape(-1, size), from_knn
 
 
 def _near_cut(mu: np.ndarray, boundary: float, size: int) -> np.ndarray:
@@ -248,14 +389,21 @@ def _ratio(num: float, den: float) -> str:
     return f"{num / den:.2f}"
 
 
+def _series_name(value: str) -> str:
+    kind_size = series_kind(value)
+    if kind_size is None or not 2 <= kind_size[1] <= MAX_SERIES:
+        raise argparse.ArgumentTypeError(f"not a series strategy: {value!r} (e.g. pick4, ties4, order4)")
+    return value
+
+
 def build_tasks(args: argparse.Namespace, policy: MatchPolicy, env: RatingEnv) -> list[Task]:
     tasks = []
     for n in args.n:
         for variant in args.variants:
             for slope in args.slopes:
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    for s in args.strategies:
-                        rs = args.r if s == "d" else [max(args.r)] if s == "e" else [math.nan]
+                    for s in [*args.strategies, *args.series]:
+                        rs = args.r if s == "d" or series_kind(s) else [max(args.r)] if s == "e" else [math.nan]
                         for r in rs:
                             cap = args.random_cap if s in "ab" else args.cap
                             tasks.append(Task(n, variant, slope, seed, s, r, cap, policy, env, trace=args.to_cap))
@@ -374,6 +522,58 @@ def ablation(results: list[RunResult], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+# How long one answer takes, in duel answers, by the number of photos shown (see the module docstring).
+TIME_MODELS = {
+    "hick": lambda k: math.log2(k + 1) / math.log2(3),  # Hick-Hyman: a + b log2(choices + 1), a = 0
+    "mid": lambda k: (2 + k) / 4,  # half of a duel's time fixed (load, tap, next), half looking per photo
+    "linear": lambda k: k / 2,  # all of it looking, photo by photo
+}
+
+
+def answer_time(strategy: str, model: str) -> float:
+    """Time of one answer in duel answers; an order costs its successive picks (best of k, then of k-1...)."""
+    kind_size = series_kind(strategy)
+    if kind_size is None:
+        return 1.0
+    kind, k = kind_size
+    cost = TIME_MODELS[model]
+    return sum(cost(m) for m in range(2, k + 1)) if kind == "order" else cost(k)
+
+
+def series_table(results: list[RunResult], args: argparse.Namespace) -> str:
+    """Series strategies against (d), pairwise duels with the same prior, and (a), random pairs + Elo:
+    answers per photo, the break-even time of a series answer (d's answers over the series', in duel
+    answers: below it the series is faster), and (2) in time per (a)'s votes under each time model."""
+    by = _by_group(results)
+    models = list(TIME_MODELS)
+    lines = [
+        "| N | neighbourhoods | slope | r | strategy | (1) answers | (2) answers | (1) answers / a | (2) answers / a "
+        f"| (1) break-even | (2) break-even | (2) time / a: {' / '.join(models)} | max share | neighbour opponents |",
+        "|" + "---|" * 14,
+    ]
+    for n in args.n:
+        for v in args.variants:
+            for s in args.slopes:
+                for r in args.r:
+
+                    def med(strat: str, attr: str, n=n, v=v, s=s, r=r) -> float:
+                        rows = by.get(_group_key(n, v, s, strat, r), [])
+                        return _median([getattr(x, attr) for x in rows]) if rows else math.nan
+
+                    d_rho, d_top = med("d", "votes_rho"), med("d", "votes_top")
+                    a_rho, a_top = med("a", "votes_rho"), med("a", "votes_top")
+                    for strat in ["d", *args.series]:
+                        rho, top = med(strat, "votes_rho"), med(strat, "votes_top")
+                        times = " / ".join(_ratio(top * answer_time(strat, m), a_top) for m in models)
+                        lines.append(
+                            f"| {n} | {v} | {s:g} | {r:g} | {strat} | {_fmt(rho)} | {_fmt(top)} | {_ratio(rho, a_rho)} "
+                            f"| {_ratio(top, a_top)} | {_ratio(d_rho, rho)} "
+                            f"| {_ratio(d_top, top)} | {times} | {med(strat, 'max_share'):.1%} "
+                            f"| {med(strat, 'neighbour_fraction'):.0%} |"
+                        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[200])
@@ -381,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slopes", type=float, nargs="+", default=[1.7, 1.0])
     ap.add_argument("--r", type=float, nargs="+", default=[0.0, 0.5, 0.7])
     ap.add_argument("--strategies", nargs="+", default=list("abcde"), choices=list("abcde"))
+    ap.add_argument("--series", nargs="*", default=[], type=_series_name, metavar="KIND+SIZE",
+                    help="series strategies with the model prior, e.g. pick3 pick4 pick5 ties4 order4")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds run from here (another set: another sample)")
     ap.add_argument("--cap", type=float, default=60.0, help="votes per photo before a (c)-(e) run gives up")
@@ -391,18 +593,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="the full grid: N = 200 and 1000")
     ap.add_argument("--policy", nargs="*", default=[], metavar="FIELD=VALUE", help="override MatchPolicy fields")
     ap.add_argument("--env", nargs="*", default=[], metavar="FIELD=VALUE", help="override RatingEnv fields")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "ranking_sim.md")
+    ap.add_argument("--out", type=Path, default=None, help="default: bench/out/ranking_sim.md (group_settling.md)")
+    group_settling.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.full:
         args.n = [200, 1000]
     overrides = {k: int(v) if k in _INT_FIELDS else float(v) for k, v in (x.split("=") for x in args.policy)}
     policy = dataclasses.replace(DEFAULT_POLICY, **overrides)
     env = dataclasses.replace(RatingEnv(), **{k: float(v) for k, v in (x.split("=") for x in args.env)})
+    command = " ".join(["`.venv/bin/python", "bench/ranking_sim.py", *(argv if argv is not None else sys.argv[1:])])
+    if args.groups:
+        return _groups(args, env, command + "`")
+    args.out = args.out or OUT / "ranking_sim.md"
     tasks = build_tasks(args, policy, env)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         # longest first (big N, policies that may run to the cap) so the workers finish together
-        tasks.sort(key=lambda t: (-t.n, "ceadb".index(t.strategy), t.variant != "corr"))
+        tasks.sort(key=lambda t: (-t.n, "ceadb".find(t.strategy), t.variant != "corr"))
         results = list(pool.map(run, tasks, chunksize=1))
     elapsed = time.perf_counter() - started
     text = (
@@ -414,8 +621,10 @@ def main(argv: list[str] | None = None) -> int:
     text += "\n\nSpread over seeds (held; lower quartile / median / upper quartile):\n\n" + spread(results, args)
     if "e" in args.strategies and {"a", "d"} <= set(args.strategies):
         text += f"\n\nPlacement duels, r = {max(args.r):g} (held):\n\n" + ablation(results, args)
+    if args.series:
+        text += "\n\nSeries rounds (held):\n\n" + series_table(results, args)
     header = (
-        f"`{' '.join(['.venv/bin/python', 'bench/ranking_sim.py', *(argv if argv is not None else sys.argv[1:])])}`"
+        f"{command}`"
         f" — {len(tasks)} runs in {elapsed:.0f} s; policy {policy}; env prior span {env.prior_mu_span:g},"
         f" prior sigma {env.prior_sigma:g}. Votes per photo = all votes / N (each photo is in 2x as many"
         f" duels on average); a photo's fair share of duels is 2/N (1% at N = 200, 0.2% at N = 1000).\n\n"
@@ -423,6 +632,21 @@ def main(argv: list[str] | None = None) -> int:
     print(header + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(header + text + "\n")
+    return 0
+
+
+def _groups(args: argparse.Namespace, env: RatingEnv, command: str) -> int:
+    """The group-settling experiment (bench/group_settling.py)."""
+    tasks = group_settling.build_tasks(args, env)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(group_settling.run, tasks, chunksize=1))
+    text = (f"{command} — {len(tasks)} cells in {time.perf_counter() - started:.0f} s; "
+            f"{group_settling.describe(args, env)}\n\n{group_settling.table(results)}\n")
+    print(text)
+    out = args.out or OUT / "group_settling.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     return 0
 
 

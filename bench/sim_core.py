@@ -8,6 +8,9 @@
 * :func:`ts_update`: the TrueSkill 1-vs-1 update in closed form, vectorised over disjoint pairs (the
   same formulas as ``gaming.ratings._rate_closed_form``; tests check both against trueskill).
 * :func:`elo_update`: Elo with K = 32 on the 400-point scale, vectorised over disjoint pairs.
+* :func:`series_votes`: the same voters shown several photos: Plackett-Luce, the Bradley-Terry model
+  extended to k photos (a pick is the best of ``slope * q + Gumbel noise``, an order sorts by it), so a
+  series of two is exactly a duel without the DRAW answer.
 """
 
 from __future__ import annotations
@@ -77,6 +80,16 @@ def vote(q: np.ndarray, left: np.ndarray, right: np.ndarray, slope: float, rng: 
     p_draw = DRAW_MAX * (1.0 - np.abs(2.0 * p - 1.0))
     u = rng.random(len(left))
     return np.where(u < p_draw, DRAW, np.where(u < p_draw + (1.0 - p_draw) * p, LEFT, RIGHT))
+
+
+def series_votes(q: np.ndarray, members: np.ndarray, slope: float, rng: np.random.Generator) -> np.ndarray:
+    """Each row of ``members`` (series x k photo indices) ordered best first by Plackett-Luce voters:
+    column 0 is the pick. Gumbel noise on ``slope * q`` gives P(i beats j) = sigmoid(slope (q_i - q_j)),
+    the duel voters' odds, for every pair in the series."""
+    utility = slope * q[members] + rng.gumbel(size=members.shape)
+    order = np.argsort(-utility, axis=1, kind="stable")
+    result: np.ndarray = np.take_along_axis(members, order, axis=1)
+    return result
 
 
 def _v_w_win(t: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:

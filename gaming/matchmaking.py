@@ -69,6 +69,7 @@ __all__ = [
     "RatedPhoto",
     "anchor_priorities",
     "anchor_priority",
+    "candidate_scores",
     "choose_anchor",
     "choose_anchors",
     "choose_opponent",
@@ -181,6 +182,15 @@ def _fisher(t: np.ndarray) -> np.ndarray:
     return result
 
 
+def _information(mu_a: float | np.ndarray, var_a: float | np.ndarray, mu_b: np.ndarray, var_b: np.ndarray,
+                 env: RatingEnv) -> np.ndarray:
+    """``F(t) / c**2`` of a duel a-vs-b (``c**2 = 2 beta**2 + var_a + var_b``, ``t = (mu_a - mu_b) / c``): a
+    photo's expected variance reduction from it is its ``var**2`` times this (module docstring)."""
+    c2 = 2.0 * env.beta**2 + var_a + var_b
+    result: np.ndarray = _fisher((mu_a - mu_b) / np.sqrt(c2)) / c2
+    return result
+
+
 # --- the boundary ----------------------------------------------------------------------------------------
 
 
@@ -203,14 +213,19 @@ def _sigma_floor(env: RatingEnv) -> float:
     return math.sqrt(env.tau * math.sqrt(2.0) * env.beta / math.sqrt(_F0))
 
 
+def _removable(sigma: np.ndarray, floor: float) -> np.ndarray:
+    """The part of each sigma that votes can still remove, above the tau ``floor`` (:func:`_sigma_floor`)."""
+    result: np.ndarray = np.sqrt(np.maximum(sigma * sigma - floor * floor, 1e-6))
+    return result
+
+
 def _straddle(mu: np.ndarray, sigma: np.ndarray, boundary: float, margin: float, floor: float) -> np.ndarray:
     """4 p (1 - p) with p = Phi((|mu - boundary| + margin) / sigma_r), how sure we are of the photo's
     side of the boundary (within the margin either side will do), where sigma_r counts only the
     uncertainty votes can still remove (above the tau floor): ~1 when the belief straddles the
     boundary, -> 0 when the photo is surely in, surely out, or surely on it. Without the floor a photo
     sitting on the boundary would keep its weight forever and be anchored again and again."""
-    removable = np.sqrt(np.maximum(sigma * sigma - floor * floor, 1e-6))
-    p = _cdf((np.abs(mu - boundary) + margin) / removable)
+    p = _cdf((np.abs(mu - boundary) + margin) / _removable(sigma, floor))
     return 4.0 * p * (1.0 - p)
 
 
@@ -329,8 +344,7 @@ def opponent_scores(
     """Array form of :func:`opponent_score` for one anchor and many candidates."""
     var_a = anchor_sigma**2
     var = sigma * sigma
-    c2 = 2.0 * env.beta**2 + var_a + var
-    info = _fisher((anchor_mu - mu) / np.sqrt(c2)) / c2
+    info = _information(anchor_mu, var_a, mu, var, env)
     w_a = _weights(np.array([anchor_mu]), np.array([anchor_sigma]), boundary, env, policy)[0]
     w = _weights(mu, sigma, boundary, env, policy)
     value = (w_a * var_a * var_a + w * var * var) * info
@@ -392,6 +406,27 @@ def sample_by_score(scores: np.ndarray, rng: random.Random, temperature: float) 
     return int(rng.choices(range(len(scores)), weights=weights.tolist())[0])
 
 
+def candidate_scores(
+    anchor: RatedPhoto,
+    candidates: Sequence[tuple[RatedPhoto, float]],
+    boundary: float,
+    env: RatingEnv,
+    policy: MatchPolicy = DEFAULT_POLICY,
+) -> np.ndarray:
+    """:func:`opponent_scores` of ``(photo, similarity)`` candidates against the anchor: what an opponent
+    (or, without replacement, a series' opponents: `gaming.contenders.choose_opponents`) is drawn by."""
+    return opponent_scores(
+        anchor.rating.mu,
+        anchor.rating.sigma,
+        np.fromiter((p.rating.mu for p, _ in candidates), dtype=float, count=len(candidates)),
+        np.fromiter((p.rating.sigma for p, _ in candidates), dtype=float, count=len(candidates)),
+        np.fromiter((s for _, s in candidates), dtype=float, count=len(candidates)),
+        boundary,
+        env,
+        policy,
+    )
+
+
 def choose_opponent(
     anchor: RatedPhoto,
     candidates: Sequence[tuple[RatedPhoto, float]],
@@ -407,14 +442,5 @@ def choose_opponent(
     """
     if not candidates:
         return None
-    scores = opponent_scores(
-        anchor.rating.mu,
-        anchor.rating.sigma,
-        np.fromiter((p.rating.mu for p, _ in candidates), dtype=float, count=len(candidates)),
-        np.fromiter((p.rating.sigma for p, _ in candidates), dtype=float, count=len(candidates)),
-        np.fromiter((s for _, s in candidates), dtype=float, count=len(candidates)),
-        boundary,
-        env,
-        policy,
-    )
+    scores = candidate_scores(anchor, candidates, boundary, env, policy)
     return candidates[sample_by_score(scores, rng, policy.temperature)][0]

@@ -85,7 +85,7 @@ class TagSuggestion:
     source: str
 
 
-def _ensemble(embedder: Embedder, prompt_sets: Sequence[Sequence[str]]) -> np.ndarray:
+def prompt_ensembles(embedder: Embedder, prompt_sets: Sequence[Sequence[str]]) -> np.ndarray:
     """One unit vector per prompt set: mean of the unit prompt embeddings, renormalised."""
     flat = [p for prompts in prompt_sets for p in prompts]
     if not flat:
@@ -174,7 +174,7 @@ class ZeroShotTagger:
         if cache is None or cache[0] != tags:
             prompt_sets = [[t.format(tag) for t in self._templates] for tag in tags]
             neutral = [[t.format(NEUTRAL_CONCEPT) for t in self._templates]]
-            both = _ensemble(self._embedder, [*prompt_sets, *neutral])
+            both = prompt_ensembles(self._embedder, [*prompt_sets, *neutral])
             cache = (tags, both[:-1], both[-1])
             with self._lock:
                 self._tag_cache = cache
@@ -185,7 +185,7 @@ class ZeroShotTagger:
         cache = self._category_cache
         if cache is None or cache[0] != categories:
             prompts = self._vocabulary.category_prompts(self._category_prompt_overrides)
-            cache = (categories, _ensemble(self._embedder, [prompts[c] for c in categories]))
+            cache = (categories, prompt_ensembles(self._embedder, [prompts[c] for c in categories]))
             with self._lock:
                 self._category_cache = cache
         return cache[1]

@@ -136,6 +136,10 @@ class DeviceRepository:
         docs = await self.collection.find({"user": user}).sort([("updated_at", DESC), ("_id", DESC)]).to_list(None)
         return [Device.from_doc(d) for d in docs]
 
+    async def forget_user(self, user: str) -> int:
+        """Every device of an erased account: nothing is pushed to them again. How many."""
+        return (await self.collection.delete_many({"user": user})).deleted_count
+
     async def remove_invalid(self, user: str, tokens: Sequence[str], *, checked_at: datetime) -> int:
         """Forget tokens FCM called invalid, unless re-registered (or moved) since the send began."""
         if not tokens:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,8 +114,12 @@ class Dispatcher:
         config: DispatchConfig | None = None,
         owner: str | None = None,
         rng: random.Random | None = None,
+        on_outcome: Callable[[str], None] = lambda outcome: None,
     ) -> None:
+        """`on_outcome`: told what became of each record taken (its new push state, `lease_lost` or
+        `error`), for the metrics."""
         self.outbox = outbox
+        self.on_outcome = on_outcome
         self.devices = devices
         self.preferences = preferences
         self.sender = sender
@@ -168,9 +172,11 @@ class Dispatcher:
 
     async def _process_logged(self, claim: Claim) -> None:
         try:
-            await self.process(claim)
+            state = await self.process(claim)
         except Exception:  # the lease runs out and the record is retried
             log.exception("push.process_failed", notification=str(claim.record["_id"]))
+            state = "error"
+        self.on_outcome(state or "lease_lost")
 
     # --- one record -----------------------------------------------------------------------------
     async def claim(self) -> Claim | None:

@@ -32,7 +32,10 @@ from storage.pagination import Page, SortKey, read_page
 
 TAG_SUGGESTIONS = "TAG_SUGGESTIONS"
 FEATURED = "FEATURED"
-KINDS = (TAG_SUGGESTIONS, FEATURED)
+BADGE = "BADGE"  # a player progress badge earned (`notifications.progress`)
+DAILY_GOAL = "DAILY_GOAL"  # a player's daily vote goal reached
+MODERATION = "MODERATION"  # a photo held back for review, or a moderator's decision on it (`notifications.moderation`)
+KINDS = (TAG_SUGGESTIONS, FEATURED, BADGE, DAILY_GOAL, MODERATION)
 
 # push.state of a record; the dispatcher decides between them.
 PENDING, SENT, SKIPPED, FAILED, MUTED = "pending", "sent", "skipped", "failed", "muted"
@@ -73,6 +76,10 @@ class Outbox:
     async def page(self, user: str, *, first: int, after: str | None) -> Page:
         """The user's records, newest first. Raises `storage.pagination.InvalidCursor`."""
         return await read_page(self.collection, {"user": user}, NEWEST_FIRST, first=first, after=after)
+
+    async def one(self, user: str, record_id: ObjectId) -> dict[str, Any] | None:
+        """The user's own record by id; another user's reads as unknown."""
+        return await self.collection.find_one({"_id": record_id, "user": user})
 
     async def mark_read(self, user: str, ids: Sequence[ObjectId]) -> int:
         """Mark the user's own unread records read; how many changed (other users' ids match nothing)."""
@@ -135,6 +142,20 @@ class Outbox:
         later = await self.collection.find(
             {"created_at": {"$gt": created_at}}, sort=order, limit=limit - len(same_moment)).to_list()
         return same_moment + later
+
+    # --- deletion and erasure -------------------------------------------------------------------
+    async def forget_photos(self, owner: str, photo_ids: Sequence[ObjectId]) -> int:
+        """Every record about these photos of one owner (whatever its kind: each names its photo in
+        `data.photoId`) goes, read or not, pushed or not; how many. Within the owner's records (index
+        `user_created`)."""
+        if not photo_ids:
+            return 0
+        about = {"$in": [str(i) for i in photo_ids]}
+        return (await self.collection.delete_many({"user": owner, "data.photoId": about})).deleted_count
+
+    async def forget_user(self, user: str) -> int:
+        """Every record of an erased account; how many."""
+        return (await self.collection.delete_many({"user": user})).deleted_count
 
 
 async def announce_suggestions_ready(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -19,6 +20,7 @@ from bson import ObjectId
 from notifications.devices import Device, DeviceRepository
 from notifications.outbox import Outbox, announce_featured
 from notifications.preferences import Preferences
+from notifications.progress import announce_badge, announce_daily_goal
 from notifications.pubsub import PubSub, Subscription, photo_topic, user_topic
 from storage.pagination import Page
 
@@ -59,6 +61,10 @@ class NotificationService:
         """The user's notifications, newest first. Raises `storage.pagination.InvalidCursor`."""
         return await self.outbox.page(user, first=first, after=after)
 
+    async def one(self, user: str, record_id: ObjectId) -> dict[str, Any] | None:
+        """The user's own notification by id (`node(id:)`); None for an unknown id or another user's."""
+        return await self.outbox.one(user, record_id)
+
     async def mark_read(self, user: str, ids: Sequence[ObjectId]) -> int:
         """Mark the user's own unread notifications read; returns how many changed. Ids of other users'
         notifications match nothing, so the count never reveals that they exist."""
@@ -95,6 +101,20 @@ class NotificationService:
     async def announce_featured(self, photo: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record "your photo is featured" (once per photo) and announce it like `announced` does."""
         record, created = await announce_featured(self.outbox, photo)
+        if created:
+            await self.announced(record)
+        return record, created
+
+    async def announce_badge(self, user: str, badge: str) -> tuple[dict[str, Any], bool]:
+        """Record "you earned a badge" (once per user and badge) and announce it like `announced` does."""
+        record, created = await announce_badge(self.outbox, user, badge)
+        if created:
+            await self.announced(record)
+        return record, created
+
+    async def announce_daily_goal(self, user: str, day: date, goal: int) -> tuple[dict[str, Any], bool]:
+        """Record "daily goal reached" (once per user and local day) and announce it."""
+        record, created = await announce_daily_goal(self.outbox, user, day, goal)
         if created:
             await self.announced(record)
         return record, created

@@ -12,9 +12,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 
@@ -92,12 +93,43 @@ async def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) ->
     await main(stop)
 
 
+@contextlib.asynccontextmanager
+async def metrics_server(settings: Settings, services: Any) -> AsyncIterator[None]:
+    """`/metrics` of a process that serves no API (`photoduel worker`), on PHOTODUEL_METRICS_PORT when set."""
+    if settings.metrics_port is None:
+        yield
+        return
+    import uvicorn
+
+    from api.metrics import metrics_app
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # the worker's own handlers stop the process
+            yield
+
+    server = Server(uvicorn.Config(metrics_app(services), host=settings.metrics_host, port=settings.metrics_port,
+                                   log_config=None, lifespan="off", access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        done, _ = await asyncio.wait({task}, timeout=0.05)
+        if done:  # the port was taken: fail the start (uvicorn logged why)
+            await task
+            raise SystemExit(f"photoduel: cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}")
+    log.info("worker.metrics_serving", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from photoduel.services import open_services
 
     async def main(stop: asyncio.Event) -> None:
         async with open_services(settings, run_worker=True, run_projector=settings.projector_enabled,
-                                 live_events=False):
+                                 live_events=False) as services, metrics_server(settings, services):
             log.info("worker.process_ready")
             await stop.wait()
 
@@ -221,7 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     from photoduel.commands import register_commands
 
     register_commands(sub)
+    add_log_format(parser)
     return parser
+
+
+LOG_FORMATS: dict[str, bool | None] = {"json": True, "console": False, "auto": None}
+
+
+def add_log_format(parser: argparse.ArgumentParser) -> None:
+    """`--log-format` on the command and on every subcommand, so it may come before or after the name."""
+    pending = [parser]
+    while pending:
+        current = pending.pop()
+        current.add_argument(
+            "--log-format", choices=list(LOG_FORMATS), default=None if current is parser else argparse.SUPPRESS,
+            help="json: one JSON object per line; console: readable lines; auto (default, or PHOTODUEL_LOG_JSON): "
+                 "console on a terminal, else JSON",
+        )
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"photoduel: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level,
+                      json=settings.log_json if args.log_format is None else LOG_FORMATS[args.log_format])
     return int(args.func(settings, args) or 0)
 
 

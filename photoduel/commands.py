@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from tqdm import tqdm
 
+from photoduel.ingest_wait import wait_for_ingest
+from photoduel.progress_bars import Progress
 from photoduel.settings import Settings
 from storage.mongo import long_work
 
@@ -32,30 +33,26 @@ async def import_directory(settings: Settings, directory: Path, owner: str, *, p
 
     counts = {"imported": 0, "skipped": 0, "rejected": 0}
     files = _image_files(directory)
+    uploaded: list[Any] = []
     async with open_services(settings, run_worker=process, load_model=process, live_events=False) as services:
-        for path in tqdm(files, desc="importing", unit="photo"):
-            try:
-                title = services.uploads.rules.title(path.stem)
-                result = await services.uploads.upload(owner, path.read_bytes(), declared_type=None,
-                                                       filename=path.name, title=title)
-            except (ImageRejected, UploadArgumentError) as exc:
-                counts["rejected"] += 1
-                log.warning("import.rejected", file=str(path), reason=getattr(exc, "reason", None), error=str(exc))
-                continue
-            counts["imported" if result.created else "skipped"] += 1
+        with Progress("importing", total=len(files), unit="file") as bar:
+            for path in files:
+                try:
+                    title = services.uploads.rules.title(path.stem)
+                    result = await services.uploads.upload(owner, path.read_bytes(), declared_type=None,
+                                                           filename=path.name, title=title)
+                except (ImageRejected, UploadArgumentError) as exc:
+                    counts["rejected"] += 1
+                    log.warning("import.rejected", file=str(path), reason=getattr(exc, "reason", None),
+                                error=str(exc))
+                    continue
+                finally:
+                    bar.update()
+                counts["imported" if result.created else "skipped"] += 1
+                uploaded.append(result.photo["_id"])
         if process:
-            await _wait_for_ingest(services)
+            await wait_for_ingest(services.photos, uploaded)
     return counts
-
-
-async def _wait_for_ingest(services: Any) -> None:
-    with tqdm(desc="processing", unit="photo") as bar:
-        while True:
-            pending = await services.jobs.pending("ingest")
-            bar.set_postfix(pending=pending)
-            if pending == 0:
-                return
-            await asyncio.sleep(1.0)
 
 
 async def reindex(settings: Settings, *, batch_size: int) -> int:
@@ -68,7 +65,7 @@ async def reindex(settings: Settings, *, batch_size: int) -> int:
         await services.models.wait_ready()
         return await reindex_all(services.photos, services.blobs, services.vectors, services.analyzer,
                                  neighbours_k=settings.neighbours_k, batch_size=batch_size,
-                                 progress=lambda total: tqdm(total=total, desc="reindexing", unit="photo"))
+                                 progress=lambda step, total: Progress(step, total=total, unit="photo"))
 
 
 async def rebuild_ratings(settings: Settings, *, check: bool) -> tuple[int, int]:
@@ -97,16 +94,18 @@ async def import_celebrities(settings: Settings, directory: Path) -> dict[str, i
     counts = {"enrolled": 0, "rejected": 0}
     people = sorted(p for p in directory.iterdir() if p.is_dir())
     async with open_services(settings, run_worker=False, load_model=False, live_events=False) as services:
-        for folder in tqdm(people, desc="enrolling", unit="person"):
-            files = [(p.read_bytes(), None) for p in _image_files(folder)]
-            try:
-                await enrol_celebrity(services.gallery, services.faces, services.photos, services.jobs,
-                                      name=folder.name, files=files, decode=services.uploads.rules.decode,
-                                      by="cli")
-                counts["enrolled"] += 1
-            except (EnrolmentRejected, ValueError) as exc:
-                counts["rejected"] += 1
-                log.warning("celebrities.rejected", person=folder.name, error=str(exc))
+        with Progress("enrolling", total=len(people), unit="person") as bar:
+            for folder in people:
+                files = [(p.read_bytes(), None) for p in _image_files(folder)]
+                try:
+                    await enrol_celebrity(services.gallery, services.faces, services.photos, services.jobs,
+                                          name=folder.name, files=files, decode=services.uploads.rules.decode,
+                                          by="cli")
+                    counts["enrolled"] += 1
+                except (EnrolmentRejected, ValueError) as exc:
+                    counts["rejected"] += 1
+                    log.warning("celebrities.rejected", person=folder.name, error=str(exc))
+                bar.update()
     return counts
 
 
@@ -120,6 +119,20 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     counts = asyncio.run(import_directory(settings, Path(args.directory), args.owner, process=args.process))
     print(f"imported {counts['imported']}, skipped {counts['skipped']} already there, rejected {counts['rejected']}")
     return 0 if counts["rejected"] == 0 else 1
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from photoduel.demo import DemoRefused, seed_demo
+
+    try:
+        summary = asyncio.run(seed_demo(settings, photos=args.photos, votes=args.votes, seed=args.seed))
+    except DemoRefused as exc:
+        print(f"photoduel demo: {exc}", file=sys.stderr)
+        return 1
+    print(f"demo: {summary.players} players, {summary.photos} photos ({summary.ready} ready), "
+          f"{summary.tags} tags accepted, {summary.votes} votes")
+    print(f"now run `photoduel serve` and open http://{settings.host}:{settings.port}/app")
+    return 0
 
 
 def cmd_reindex(settings: Settings, args: argparse.Namespace) -> int:
@@ -206,12 +219,25 @@ def cmd_register_operations(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp = sub.add_parser("import", help="bulk import a folder of photos for one owner (resumable)")
     imp.add_argument("directory")
     imp.add_argument("--owner", required=True, help="the owner's user id (Firebase uid)")
     imp.add_argument("--process", action="store_true", help="also run the ingest here until the queue is empty")
     imp.set_defaults(func=cmd_import)
+
+    demo = sub.add_parser("demo", help="seed an empty install with demo players, photos, tags and votes")
+    demo.add_argument("--photos", type=_positive, default=60, help="photos to upload (default 60)")
+    demo.add_argument("--votes", type=_positive, default=600, help="simulated votes (default 600)")
+    demo.add_argument("--seed", type=int, default=7, help="the same seed makes the same demo")
+    demo.set_defaults(func=cmd_demo)
 
     ops = sub.add_parser("register-operations",
                          help="put the operations in .graphql files on the allow-list (persisted queries)")

@@ -19,6 +19,8 @@ from notifications.devices import DEVICE_INDEXES
 from notifications.outbox import OUTBOX_INDEXES
 from photoduel.container import Services
 from photoduel.worker import JobHandler, Worker
+from photos.account_erasure import ACCOUNT_ERASURE, AccountErasureHandler
+from photos.deletion import PHOTO_DELETION, PhotoDeletionHandler
 from storage.job_kinds import INGEST
 from storage.mongo import ensure_indexes
 from storage.neighbours import NeighbourListParams
@@ -29,8 +31,13 @@ ReadyHook = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 def job_handlers(services: Services) -> dict[str, JobHandler]:
-    """Job handlers by kind, in priority order: an ingest batch goes before any face check."""
-    return {INGEST: ingest_handler(services), FACES: faces_handler(services)}
+    """Job handlers by kind, in priority order: an ingest batch goes before deletions, and they before any
+    face check."""
+    batch = services.settings.worker_batch_size
+    return {INGEST: ingest_handler(services),
+            PHOTO_DELETION: PhotoDeletionHandler(services.photo_deletion, batch_size=batch),
+            ACCOUNT_ERASURE: AccountErasureHandler(services.account_erasure),
+            FACES: faces_handler(services)}
 
 
 def ingest_handler(services: Services) -> IngestHandler:
@@ -38,11 +45,13 @@ def ingest_handler(services: Services) -> IngestHandler:
     return IngestHandler(
         services.photos, services.blobs, services.vectors, services.models, services.analyzer, services.outbox,
         IngestConfig(neighbours_k=settings.neighbours_k, near_duplicate_cosine=settings.near_duplicate_cosine,
-                     suggestions_max=settings.suggestions_max, batch_size=settings.worker_batch_size),
+                     suggestions_max=settings.suggestions_max, batch_size=settings.worker_batch_size,
+                     screening_thresholds=settings.moderation_thresholds),
         initial_rating=lambda quality: initial_rating_fields(quality, services.rating_env),
         before_batch=[refresh_vocabulary(services)],
         after_ready=[queue_face_checks(services), offer_to_matchmaking(services)],
         on_announced=services.notifications.announced,
+        grouping=services.grouping,
     )
 
 
@@ -90,18 +99,31 @@ def build_worker(services: Services) -> Worker:
 
 
 def maintenance_chores(services: Services) -> Callable[[], Awaitable[None]]:
-    """Promotion chores: re-fit the celebrity offset from the vote log, and announce photos that entered
-    a featured set. Every worker process is a candidate; the holder of the maintenance lease runs them
-    (`Services.maintenance`). Both are safe to repeat (a refit from the log, announcements keyed per
-    photo), which a lease taken over mid-run needs. (Votes need no recovery chore: the rating projector
+    """Promotion chores: re-fit the celebrity offset from the vote log, announce photos that entered
+    a featured set, and bring the similarity groups' listing up to date with the ratings. Every worker
+    process is a candidate; the holder of the maintenance lease runs them (`Services.maintenance`). All
+    are safe to repeat (a refit from the log, announcements keyed per photo, summaries recomputed), which
+    a lease taken over mid-run needs. (Votes need no recovery chore: the rating projector
     applies every logged vote, whichever process logged it.)"""
 
     async def chores() -> None:
         await services.celebrity_offset.refit(min_new_votes=services.settings.celebrity_refit_votes)
-        await services.promotion.announce_newly_featured(services.notifications.announce_featured)
+        await services.promotion.announce_newly_featured(announce_featured(services))
         await screen_voters(services)
+        await services.group_backfill.run()  # photos made READY before groups existed join theirs
+        await services.group_ranks.run()  # the similarity groups' listing follows the ratings
 
     return chores
+
+
+def announce_featured(services: Services) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """A photo entered a featured set: "Featured!" to its owner, and the owner's featured badge."""
+
+    async def announce(photo: dict[str, Any]) -> None:
+        await services.notifications.announce_featured(photo)
+        await services.progress.photo_featured(photo["owner"])
+
+    return announce
 
 
 async def screen_voters(services: Services) -> list[str]:
@@ -139,6 +161,7 @@ async def running(
             # Ratings for matchmaking and vote results follow the projector's batches from here on.
             await services.feed.start_from_last()
             services.feed.subscribe(services.catalogue.apply_batch)
+            services.feed.subscribe(services.progress_projector.wake)
             services.feed.start()
             if live_events:
                 await services.events.start()
@@ -146,6 +169,7 @@ async def running(
             services.models.start()
         if run_projector:
             services.projector.start()
+            services.progress_projector.start()  # counts only while this process holds the projector
         if worker is not None:
             worker.start()
             services.maintenance.start(maintenance_chores(services))
@@ -155,6 +179,7 @@ async def running(
             await worker.stop()
         await services.maintenance.stop()
         await services.events.stop()
+        await services.progress_projector.stop()
         await services.projector.stop()
         await services.feed.stop()
         await services.catalogue.stop()

@@ -1,11 +1,19 @@
-"""Structured logs: one JSON object per line in production, readable key=value in a terminal."""
+"""Structured logs: one JSON object per line for machines, readable key=value lines for a person.
+
+Which one: the setting (`PHOTODUEL_LOG_JSON`, the CLI's `--log-format`) when given, else by where the
+lines go: JSON into a file, a pipe or a log collector, readable lines on a terminal.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import IO
 
 import structlog
+
+from photoduel.progress_bars import BarSafeHandler, is_terminal
 
 
 class UnimplementedRpcFilter(logging.Filter):
@@ -17,7 +25,26 @@ class UnimplementedRpcFilter(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], NotImplementedError))
 
 
-def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+def wants_json(setting: bool | None, stream: IO[str] | None = None) -> bool:
+    """JSON unless told otherwise or the lines go to a terminal."""
+    return setting if setting is not None else not is_terminal(stream if stream is not None else sys.stderr)
+
+
+def quiet_library_bars() -> None:
+    """Hugging Face's own bars (the model's "Loading weights") off where the logs are not for a person (a
+    pipe, or JSON asked for): there they would land between the log lines. Read by huggingface_hub when
+    imported; an operator's own HF_HUB_DISABLE_PROGRESS_BARS wins."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def configure_logging(level: str = "INFO", *, json: bool | None = True) -> None:
+    """`json=None`: decided by where stderr goes (`wants_json`)."""
+    terminal = is_terminal(sys.stderr)
+    json = wants_json(json)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -25,7 +52,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json
+        else structlog.dev.ConsoleRenderer(colors=terminal and "NO_COLOR" not in os.environ)
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -38,7 +66,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    for_a_person = terminal and not json  # progress as bars (`photoduel.progress_bars`), not log lines
+    if not for_a_person:
+        quiet_library_bars()
+    handler = BarSafeHandler(sys.stderr) if for_a_person else logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -7,6 +7,7 @@ the field name, and `load_settings` turns them into one readable `SettingsError`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +30,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_json: bool = True
+    # Log lines as JSON objects (true) or readable key=value lines (false); unset: JSON unless stderr is a
+    # terminal. The CLI's `--log-format json|console` wins over it.
+    log_json: bool | None = None
     # SIGTERM/SIGINT: requests get shutdown_timeout_seconds to finish, then the stores are closed; at
     # shutdown_deadline_seconds after the signal the process exits whatever still runs (a request or a
     # close stuck on a stalled database), so an orchestrator's grace period (30 s by default) is met.
@@ -75,6 +78,17 @@ class Settings(BaseSettings):
     # (PHOTODUEL_FIREBASE_CREDENTIALS) or the emulator; without either it is skipped, with a warning.
     auth_check_revoked: bool = True
     auth_revocation_cache_seconds: float = Field(60.0, ge=0, le=3600)
+    # How long a process trusts its last look at a signed-in user's document (accounts/seen.py, which writes
+    # it at most once per interval per user): an account being erased is refused everywhere within it.
+    user_recheck_seconds: float = Field(300.0, gt=0, le=3600)
+    # An account's erasure (photos/account_erasure.py) runs its steps at once and again this long after the
+    # request, when every process refuses the account: more than user_recheck_seconds plus a request's time.
+    account_erasure_sweep_seconds: float = Field(360.0, gt=0)
+
+    # The service's address as the outside world sees it (e.g. https://photoduel.example), for the absolute
+    # links share pages and feeds carry; unset: taken from each request (right unless behind a proxy
+    # that rewrites the host or scheme).
+    public_url: str | None = None
 
     # --- uploads -----------------------------------------------------------------------------
     max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0)
@@ -89,6 +103,12 @@ class Settings(BaseSettings):
     # --- ingest ------------------------------------------------------------------------------
     neighbours_k: int = Field(24, ge=1, le=200)
     near_duplicate_cosine: float = Field(0.95, gt=0, le=1)
+    # Similarity groups (storage/group_membership.py): a photo joins the group of a kept neighbour at least
+    # this similar (a near-duplicate always joins its original's); bench/group_threshold.py and the README
+    # say what was measured for it and what was not. A group stops taking photos at group_max_size: it
+    # bounds single-linkage chaining and what reading a group costs (one read of every member).
+    group_cosine: float = Field(0.90, gt=0, le=1)
+    group_max_size: int = Field(100, ge=2, le=1000)
     suggestions_max: int = Field(10, ge=1, le=50)
     worker_enabled: bool = True
     worker_batch_size: int = Field(16, ge=1, le=256)  # bench/ingest.py: 16 beats 8 on CPU (writes amortise)
@@ -102,6 +122,10 @@ class Settings(BaseSettings):
 
     # --- duels and ratings -------------------------------------------------------------------
     duel_ttl_seconds: int = Field(600, ge=10)
+    # Photos in a series round (nextSeriesRound: pick the best of them). bench/ranking_sim.py --series
+    # measured 3, 4 and 5 (BENCHMARKS.md, "Series rounds"): every size takes fewer answers than duels, and 3
+    # also less time in every world measured, counting the longer look a third photo takes.
+    series_size: int = Field(3, ge=3, le=8)
     # Signs duel tickets (HMAC), so nextDuel writes nothing. Unset: generated once and kept in
     # <data dir>/duel-secret; several API processes must share it (same file, or set it).
     duel_secret: SecretStr | None = None
@@ -138,6 +162,22 @@ class Settings(BaseSettings):
     # against the settled ratings, and an honest voter's chance of ever being flagged.
     voter_screening_seconds: float = Field(300.0, gt=0)
     voter_screening_alpha: float = Field(1e-3, gt=0, lt=0.5)
+    # Player progress (gaming/progress.py): the votes a day that make the daily goal, and the fewest
+    # settled votes `stats.agreement` is shown for (over fewer it is mostly luck: null).
+    daily_vote_goal: int = Field(20, ge=1, le=10_000)
+    agreement_min_votes: int = Field(20, ge=1, le=10_000)
+
+    # --- moderation --------------------------------------------------------------------------
+    # The content classifier run at ingest (ml/screening.py): "clip" (zero-shot on the embeddings ingest
+    # computes anyway: no second image pass), "off", or "package.module:factory" (a callable that takes the
+    # CLIP embedder and returns a `Screening`).
+    moderation_screening: str = "clip"
+    # label -> score in [0, 1] at which screening holds a photo back (HIDDEN pending review); a label
+    # without a threshold is scored and recorded, never acted on ({}: screening only records). Chosen for
+    # the real CLIP without real photos to measure them on (the README says what that means).
+    moderation_thresholds: dict[str, float] = {"nudity": 0.85, "gore": 0.85, "violence": 0.9}
+    # Distinct registered players whose reports hide a READY photo until an admin decides.
+    moderation_reports_to_hide: int = Field(3, ge=1, le=1000)
 
     # --- celebrities -------------------------------------------------------------------------
     # Euclidean distance between dlib face descriptors under which a face is an enrolled person;
@@ -200,6 +240,18 @@ class Settings(BaseSettings):
     # The service is reached over HTTPS (a TLS-terminating proxy): responses carry HSTS.
     behind_tls: bool = False
 
+    # --- metrics -----------------------------------------------------------------------------
+    # Prometheus's `/metrics` (photoduel/metrics.py): with a token, only for `Authorization: Bearer
+    # <token>` (Prometheus's `authorization` scrape setting); without one, open when metrics_public
+    # says so, and metrics_public unset means open in dev and not served (404) in prod. Operation names,
+    # queue depths and error rates are not for everyone on the internet.
+    metrics_token: SecretStr | None = None
+    metrics_public: bool | None = None
+    # `photoduel worker` has no HTTP server: with a port set it serves its own /metrics there (same
+    # access rules), on metrics_host. `photoduel serve` has /metrics on its API port and ignores these.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     @field_validator("rate_limit_ip", "rate_limit_votes", "rate_limit_duels", "rate_limit_skips",
                      "rate_limit_uploads", "rate_limit_searches", "rate_limit_enrolments", "rate_limit_tag_edits",
                      "rate_limit_edits")
@@ -208,7 +260,24 @@ class Settings(BaseSettings):
         Rate.parse(value)  # raises ValueError with the expected form
         return value
 
-    @field_validator("mongodb_uri", "milvus_uri", "fcm_url", "duel_secret", mode="before")
+    @field_validator("moderation_screening")
+    @classmethod
+    def _screening_spec(cls, value: str) -> str:
+        value = value.strip()
+        if value not in ("clip", "off") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("'clip', 'off' or 'package.module:factory'")
+        return value
+
+    @field_validator("moderation_thresholds")
+    @classmethod
+    def _thresholds_are_scores(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {label: t for label, t in value.items() if not 0.0 <= t <= 1.0}
+        if bad:
+            raise ValueError(f"thresholds are scores in [0, 1], got {bad}")
+        return value
+
+    @field_validator("mongodb_uri", "milvus_uri", "fcm_url", "duel_secret", "metrics_token", "metrics_port",
+                     mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -229,6 +298,16 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("at least 16 characters (it signs duel tickets)")
         return value
+
+    @model_validator(mode="after")
+    def _erasure_sweeps_after_every_recheck(self) -> Settings:
+        if self.account_erasure_sweep_seconds <= self.user_recheck_seconds:
+            raise ValueError(
+                "PHOTODUEL_ACCOUNT_ERASURE_SWEEP_SECONDS must be greater than PHOTODUEL_USER_RECHECK_SECONDS "
+                f"(got {self.account_erasure_sweep_seconds:g} <= {self.user_recheck_seconds:g}): the erasure's "
+                "second sweep must come after every process has looked at the account again"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stragglers_outlast_the_deadline(self) -> Settings:
@@ -257,6 +336,11 @@ class Settings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
+
+    @property
+    def metrics_open(self) -> bool:
+        """`/metrics` without a token (when none is set)."""
+        return self.is_dev if self.metrics_public is None else self.metrics_public
 
     @property
     def introspection_enabled(self) -> bool:

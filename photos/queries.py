@@ -15,7 +15,7 @@ from bson import ObjectId
 from ml.vocabulary import normalise_tag
 from storage.base import Doc
 from storage.pagination import Page
-from storage.photos import BEST, NEWEST, OLDEST, READY, PhotoRepository
+from storage.photos import BEST, DELETED, NEWEST, OLDEST, READY, PhotoRepository
 
 
 class Order(Enum):
@@ -42,7 +42,10 @@ class InvalidFilter(ValueError):
 
 
 def visible(doc: Doc, viewer: Viewer) -> bool:
-    """READY photos are public; one still processing or failed is visible to its owner and admins."""
+    """READY photos are public; one still processing or failed is visible to its owner and admins; a
+    deleted one (its tombstone) to no one."""
+    if doc["status"] == DELETED:
+        return False
     return bool(doc["status"] == READY or viewer.admin or (viewer.uid is not None and viewer.uid == doc.get("owner")))
 
 
@@ -56,9 +59,10 @@ class PhotoQueries:
         self.photos = photos
 
     async def browse(self, order: Order, *, tag: str | None = None, category: str | None = None, first: int,
-                     after: str | None) -> Page:
-        """READY photos in `order`, optionally with a tag or of a category. Raises InvalidFilter for a
-        tag that cannot be one, InvalidCursor for a cursor that is not ours."""
+                     after: str | None, excluding_owners: Sequence[str] = ()) -> Page:
+        """READY photos in `order`, optionally with a tag or of a category, none of `excluding_owners`
+        (the viewer's blocked users). Raises InvalidFilter for a tag that cannot be one, InvalidCursor
+        for a cursor that is not ours."""
         if tag:
             try:
                 tag = normalise_tag(tag)
@@ -66,16 +70,17 @@ class PhotoQueries:
                 raise InvalidFilter(str(exc), argument="tag") from None
         return await self.photos.browse(SORTS[order], tag=tag or None,
                                         category=category_filter(category) if category else None,
-                                        first=first, after=after)
+                                        excluding_owners=excluding_owners, first=first, after=after)
 
     async def owned(self, owner: str, *, status: str | None = None, first: int, after: str | None) -> Page:
         """The owner's own photos, every status unless one is asked for (PROCESSING and FAILED included,
         the failure with its reason on the document), newest first. Raises InvalidCursor."""
         return await self.photos.owned(owner, status=status, first=first, after=after)
 
-    async def similar(self, doc: Doc, *, limit: int) -> list[tuple[Doc, float]]:
-        """The photo's kept neighbours that are READY, most similar first, with their similarity."""
+    async def similar(self, doc: Doc, *, limit: int, excluding_owners: Sequence[str] = ()) -> list[tuple[Doc, float]]:
+        """The photo's kept neighbours that are READY, most similar first, with their similarity; none of
+        `excluding_owners`."""
         entries: Sequence[Doc] = doc.get("neighbours", [])
         ids: list[ObjectId] = [e["id"] for e in entries]
-        found = {d["_id"]: d for d in await self.photos.ready_many(ids)}
+        found = {d["_id"]: d for d in await self.photos.ready_many(ids, excluding_owners=excluding_owners)}
         return [(found[e["id"]], float(e["similarity"])) for e in entries if e["id"] in found][:limit]

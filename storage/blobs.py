@@ -66,3 +66,12 @@ class BlobStore:
             await self._bucket.delete(blob_id)
         except NoFile:
             pass
+
+    async def delete_owned(self, owner: str) -> int:
+        """Every blob stored for an owner, found by the metadata each was written with (a scan of the files
+        collection): also those an upload left without a photo document when it failed half-way."""
+        ids = [f._id async for f in self._bucket.find({"metadata.owner": owner})]
+        for blob_id in ids:
+            await self.delete(blob_id)
+        return len(ids)
+

@@ -72,6 +72,14 @@ class Defer:
 Outcome = Done | Retry | Defer
 
 
+@dataclass(frozen=True)
+class Backlog:
+    kind: str
+    state: str
+    count: int
+    oldest: datetime | None
+
+
 class JobQueue:
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         self._jobs = collection
@@ -277,8 +285,34 @@ class JobQueue:
                 released += 1
         return released
 
+    async def forget_payload(self, job: Job, names: Sequence[str]) -> None:
+        """Drop fields of a job's payload that must not outlive its run, whatever state the job is in (an
+        account erasure's random id: kept, it would tie the erased uid in the job's key to its votes)."""
+        await self._jobs.update_one({"_id": job.id}, {"$unset": {f"payload.{name}": "" for name in names}})
+
+    async def running(self, keys: Sequence[str]) -> set[str]:
+        """Which of these keyed jobs a live worker holds now (leased, the lease not run out): work that may
+        still write what it is about. A job whose lease ran out has no live worker; whoever leases it
+        next starts it from the beginning."""
+        if not keys:
+            return set()
+        cursor = self._jobs.find({"key": {"$in": list(keys)}, "state": LEASED, LEASE.expires: {"$gt": utcnow()}},
+                                 {"key": 1})
+        return {doc["key"] async for doc in cursor}
+
     async def parked(self, *, limit: int = 100) -> list[dict[str, Any]]:
         return await self._jobs.find({"state": PARKED}).sort("updated_at", -1).to_list(limit)
 
     async def pending(self, kind: str) -> int:
         return await self._jobs.count_documents({"kind": kind, "state": {"$in": [QUEUED, LEASED]}})
+
+    async def backlog(self) -> list[Backlog]:
+        """Jobs not done, per kind and state (queued, leased, parked), with the oldest one's creation time:
+        what the metrics report (the `runnable` index serves the match; done jobs are not read)."""
+        cursor = await self._jobs.aggregate([
+            {"$match": {"state": {"$in": [QUEUED, LEASED, PARKED]}}},
+            {"$group": {"_id": {"kind": "$kind", "state": "$state"}, "count": {"$sum": 1},
+                        "oldest": {"$min": "$created_at"}}},
+        ])
+        return [Backlog(kind=str(d["_id"]["kind"]), state=str(d["_id"]["state"]), count=int(d["count"]),
+                        oldest=d["oldest"]) async for d in cursor]

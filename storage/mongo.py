@@ -90,12 +90,35 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("photos", [("ready_at", ASC)], "ready_at", {"sparse": True}),
     # photos whose kept neighbour list is still short of k: each ingest batch offers itself to them
     IndexSpec("photos", [("neighbours_short", ASC), ("vector_collection", ASC)], "neighbours_short"),
+    # a similarity group's members, best first (storage/photo_groups.py); groups listed best first, per
+    # category or all, and those whose membership changed since their summary (storage/groups.py)
+    IndexSpec("photos", [("group_id", ASC), ("rating.conservative", DESC)], "group_rank"),
+    IndexSpec("groups", [("category", ASC), ("rank", DESC), ("_id", DESC)], "category_rank"),
+    IndexSpec("groups", [("rank", DESC), ("_id", DESC)], "rank"),
+    IndexSpec("groups", [("stale", ASC)], "stale", {"sparse": True}),
+    IndexSpec("groups", [("founder", ASC)], "founder_unique", {"unique": True, "sparse": True}),
+    IndexSpec("groups", [("summarised_at", ASC)], "summarised", {"sparse": True}),
+    # the featured feed per category, newest featured first (api/share.py)
+    IndexSpec("photos", [("category", ASC), ("featured_at", DESC)], "category_featured"),
+    # photos held back pending review, the longest waiting first (storage/photo_moderation.py)
+    IndexSpec("photos", [("moderation.state", ASC), ("moderation.hidden_at", ASC), ("_id", ASC)],
+              "moderation_queue", {"sparse": True}),
+    # one report per photo and reporter; a photo's reports counted per round; a reporter's (erasure)
+    IndexSpec("photo_reports", [("photo", ASC), ("reporter", ASC)], "photo_reporter_unique", {"unique": True}),
+    IndexSpec("photo_reports", [("photo", ASC), ("round", ASC)], "photo_round"),
+    IndexSpec("photo_reports", [("reporter", ASC)], "reporter"),
+    # the admins' decisions, per photo newest first
+    IndexSpec("moderation_decisions", [("photo", ASC), ("at", DESC)], "photo_at"),
+    # who blocked a user (erasure takes them out of every blocker's list); _id is the blocker
+    IndexSpec("blocks", [("blocked", ASC)], "blocked"),
     IndexSpec("jobs", [("state", ASC), ("run_at", ASC)], "runnable"),
     IndexSpec("jobs", [("state", ASC), ("lease_expires", ASC)], "expired_leases"),
     IndexSpec("jobs", [("key", ASC)], "key_unique", {"unique": True, "sparse": True}),
     # the vote log: one answer per ticket (_id), per player and pair; the projector's tail
     IndexSpec("votes", [("player", ASC), ("pair", ASC)], "player_pair_unique", {"unique": True}),
     IndexSpec("votes", [("created_at", ASC)], "created"),
+    # a photographer's private verdicts: one per owner and pair, a series' verdicts by its pair keys
+    IndexSpec("series_votes", [("owner", ASC), ("pair", ASC)], "owner_pair_unique", {"unique": True}),
     IndexSpec("rating_batches", [("max_created_at", ASC)], "max_created"),
     IndexSpec("rating_batches", [("entries.vote", ASC)], "entry_vote"),
     # `ratings rebuild`'s records (the last one says how the votes before it are weighed)

@@ -56,6 +56,14 @@ def list_update(entries: Sequence[Mapping[str, Any]], k: int) -> list[Doc]:
     return [{"$set": {"neighbours": merged_list(entries, k)}}, short_flag_stage(k)]
 
 
+def list_without(ids: Sequence[ObjectId], k: int) -> list[Doc]:
+    """The pipeline that takes deleted photos out of one photo's list; the list is then short of k, and
+    refills as any short list does (later batches offer themselves to it)."""
+    return [{"$set": {"neighbours": {"$filter": {"input": {"$ifNull": ["$neighbours", []]},
+                                                 "cond": {"$not": [{"$in": ["$$this.id", list(ids)]}]}}}}},
+            short_flag_stage(k)]
+
+
 def improves(neighbour: Mapping[str, Any], photo_id: ObjectId, similarity: float, k: int) -> bool:
     """Whether a photo belongs in this neighbour's kept list (most lists are full and closer)."""
     entries = [e for e in neighbour.get("neighbours", []) if e["id"] != photo_id]

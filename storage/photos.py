@@ -1,15 +1,19 @@
 """The photos collection: one document per photo, the source of truth for everything but vectors.
 
 Document shape (fields appear as the pipeline fills them):
-  _id, owner, title, sha256, status (PROCESSING | READY | FAILED), failure {reason, at},
+  _id, owner, title, sha256, status (PROCESSING | READY | FAILED | HIDDEN | DELETED), failure {reason, at},
   format, mime, width, height, bytes, blobs {raw, original, display, thumbnail} (GridFS ids),
   renditions {variant: {width, height, etag}}, created_at, updated_at,
   category, category_score, category_model, tags [accepted], rejected_tags, suggestions [{tag, score, source}],
   quality {score, aesthetic, sharpness, exposure, noise, resolution},
   neighbours [{id, similarity}] and neighbours_short (the kept neighbour lists: `storage.neighbours`),
-  duplicate_of, vector_collection, ready_at, ingest_token (which ingest batch wrote READY), featured_at,
+  duplicate_of, vector_collection, ready_at (the READY write's, or the deletion's: what matchmaking's catalogues
+  poll), ingest_token (which ingest batch wrote READY), featured_at,
   rating {mu, sigma, conservative, score, votes, wins, losses, draws},
-  rating_seq (the rating batch that wrote `rating` last), faces_count, celebrity {people [...]}.
+  rating_seq (the rating batch that wrote `rating` last), faces_count, celebrity {people [...]},
+  group_id (its similarity group: `storage.photo_groups`),
+  screening {model, scores {label: score}} (ingest's content screening), moderation {state, source, reasons,
+  round, ...} (a photo held back or decided on: `storage.photo_moderation`).
 
 `category` is the model's choice (ingest, with its confidence `category_score`) until the owner sets one
 (`set_category`); `category_model` then keeps the model's choice, for comparison, and `category_score`
@@ -17,6 +21,13 @@ stays the model's confidence in it.
 
 `rating` is written by ingest (the prior, at READY) and afterwards only by the rating projector
 (`write_ratings`), one writer per field, so no transaction is needed around it.
+
+A deleted photo leaves a tombstone (`tombstone`): status DELETED, `deletion {at, by, finished_at}`, the owner
+(who may ask again: a repeated deletion answers the same), `sha256` replaced by a placeholder (the same bytes may
+be uploaded again), and what a replay of the vote log needs of it: its prior (`quality.score`) and its rating,
+which the projector keeps writing for votes cast before the deletion, so every other photo's rating replays
+unchanged. `blobs`, `vector_collection` and `group_id` stay until the deletion job has removed what they
+point to (`finish_deletion`). No other write touches a tombstone (`NOT_DELETED` in their filters).
 
 This repository is the only code that reads or writes the collection: every filter on it is written
 here, so an index in `storage.mongo` can be checked against the queries that need it in one file.
@@ -38,12 +49,18 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from storage.base import Doc, Repository, journaled
 from storage.clock import utcnow as now
 from storage.mongo import long_work
-from storage.neighbours import NeighbourListParams, list_update, merged_list, short_flag_stage
+from storage.neighbours import NeighbourListParams, list_update, list_without, merged_list, short_flag_stage
 from storage.pagination import Page, SortKey, read_page
+from storage.photo_groups import PhotoGroupFields
+from storage.photo_moderation import QUEUE_ORDER, REPORTS, as_read, hidden, in_round, queue_query
 
 log = structlog.get_logger(__name__)
 
 PROCESSING, READY, FAILED = "PROCESSING", "READY", "FAILED"
+# HIDDEN: held back by moderation pending review (owner and admins still see it); DELETED: a tombstone
+# that keeps deletion idempotent while the photo's traces are removed. Neither is public.
+HIDDEN, DELETED = "HIDDEN", "DELETED"
+NOT_DELETED: Doc = {"status": {"$ne": DELETED}}
 MAX_TAGS_PER_PHOTO = 30
 MAX_REJECTED_TAGS = 100
 # Compare-and-set tries of one tag review against concurrent ones before it gives up.
@@ -65,6 +82,7 @@ class Settled:
     max_sigma: float
     category: str | None = None
     since: datetime | None = None
+    excluding_owners: tuple[str, ...] = ()  # owners the viewer blocked
 
     def query(self) -> Doc:
         query: Doc = {"status": READY, "rating.votes": {"$gte": self.min_votes},
@@ -73,6 +91,8 @@ class Settled:
             query["category"] = self.category
         if self.since is not None:
             query["created_at"] = {"$gte": self.since}
+        if self.excluding_owners:
+            query["owner"] = {"$nin": list(self.excluding_owners)}
         return query
 
 
@@ -88,13 +108,21 @@ class ReadyFields:
     duplicate_of: ObjectId | None
     vector_collection: str
     rating: Doc  # the prior
+    screening: Doc | None = None  # {model, scores}: the content screening's scores
+    moderation: Doc | None = None  # set when screening held the photo back: it is written HIDDEN
 
     def doc(self, at: datetime) -> Doc:
-        """The fields as stored, with the READY status and stamp."""
-        return {"status": READY, "category": self.category, "category_score": self.category_score,
-                "suggestions": self.suggestions, "quality": self.quality, "neighbours": self.neighbours,
-                "duplicate_of": self.duplicate_of, "vector_collection": self.vector_collection,
-                "rating": self.rating, "ready_at": at, "updated_at": at}
+        """The fields as stored, with the READY (or, held back, HIDDEN) status and stamp."""
+        fields: Doc = {"status": READY if self.moderation is None else HIDDEN, "category": self.category,
+                       "category_score": self.category_score, "suggestions": self.suggestions,
+                       "quality": self.quality, "neighbours": self.neighbours, "duplicate_of": self.duplicate_of,
+                       "vector_collection": self.vector_collection, "rating": self.rating, "ready_at": at,
+                       "updated_at": at}
+        if self.screening is not None:
+            fields["screening"] = self.screening
+        if self.moderation is not None:
+            fields["moderation"] = self.moderation
+        return fields
 
 
 @dataclass(frozen=True)
@@ -123,7 +151,7 @@ def _as_read(doc: Doc, field: str) -> Doc:
     return {field: doc[field]} if field in doc else {field: {"$exists": False}}
 
 
-class PhotoRepository(Repository):
+class PhotoRepository(PhotoGroupFields, Repository):
     collection_name = "photos"
 
     async def create_or_get(self, doc: Doc) -> tuple[Doc, bool]:
@@ -141,11 +169,13 @@ class PhotoRepository(Repository):
         return await self.collection.find_one({"owner": owner, "sha256": sha256})
 
     async def update(self, photo_id: ObjectId, fields: Mapping[str, Any], *, unset: Sequence[str] = ()) -> Doc | None:
+        """None when there is no such photo, or only its tombstone: a write racing a deletion (a face check,
+        an edit) must not put back what the deletion removed."""
         update: dict[str, Any] = {"$set": {**fields, "updated_at": now()}}
         if unset:
             update["$unset"] = {name: "" for name in unset}
         return await self.collection.find_one_and_update(
-            {"_id": photo_id}, update, return_document=ReturnDocument.AFTER
+            {"_id": photo_id, **NOT_DELETED}, update, return_document=ReturnDocument.AFTER
         )
 
     async def _page(self, query: Doc, sort: SortKey, *, first: int, after: str | None) -> Page:
@@ -154,24 +184,25 @@ class PhotoRepository(Repository):
     # --- public reads -------------------------------------------------------------------------------
 
     async def browse(self, sort: SortKey, *, tag: str | None = None, category: str | None = None,
-                     first: int, after: str | None) -> Page:
-        """READY photos, optionally with a tag or of a category; raises InvalidCursor. Sorted by rating,
-        only rated photos (a photo without a rating has no place in that order)."""
+                     excluding_owners: Sequence[str] = (), first: int, after: str | None) -> Page:
+        """READY photos, optionally with a tag or of a category, and none of some owners' (those the viewer
+        blocked); raises InvalidCursor. Sorted by rating, only rated photos (a photo without a rating has
+        no place in that order)."""
         query: Doc = {"status": READY}
         if tag:
             query["tags"] = tag
         if category:
             query["category"] = category
+        if excluding_owners:
+            query["owner"] = {"$nin": list(excluding_owners)}
         if sort == BEST:
             query["rating.conservative"] = {"$exists": True}
         return await self._page(query, sort, first=first, after=after)
 
     async def owned(self, owner: str, *, status: str | None = None, first: int, after: str | None) -> Page:
-        """An owner's photos in every status (or one), newest first (index `owner_created`); raises
-        InvalidCursor."""
-        query: Doc = {"owner": owner}
-        if status:
-            query["status"] = status
+        """An owner's photos in every status but DELETED (or in one), newest first (index `owner_created`);
+        raises InvalidCursor."""
+        query: Doc = {"owner": owner, **({"status": status} if status else NOT_DELETED)}
         return await self._page(query, NEWEST, first=first, after=after)
 
     async def ready_counts(self, owners: Sequence[str]) -> dict[str, int]:
@@ -182,9 +213,15 @@ class PhotoRepository(Repository):
         ])
         return {d["_id"]: int(d["n"]) async for d in cursor}
 
-    async def ready_many(self, ids: Sequence[ObjectId]) -> list[Doc]:
-        """The READY photos among `ids`, in their order (others are not public)."""
-        return [d for d in await self.get_many(ids) if d is not None and d["status"] == READY]
+    async def ready_ids(self, ids: Sequence[ObjectId]) -> set[ObjectId]:
+        """Which of `ids` are READY now, reading nothing else (a vote checks its two photos)."""
+        return {d["_id"] async for d in self.collection.find({"_id": {"$in": list(ids)}, "status": READY}, {"_id": 1})}
+
+    async def ready_many(self, ids: Sequence[ObjectId], *, excluding_owners: Sequence[str] = ()) -> list[Doc]:
+        """The READY photos among `ids`, in their order (others are not public), none of these owners'."""
+        excluded = set(excluding_owners)
+        return [d for d in await self.get_many(ids)
+                if d is not None and d["status"] == READY and d["owner"] not in excluded]
 
     async def settled_page(self, settled: Settled, *, first: int, after: str | None) -> Page:
         """A leaderboard page: settled photos, best conservative skill first."""
@@ -205,6 +242,53 @@ class PhotoRepository(Repository):
                                                   {"$set": {"featured_at": now()}})
         return result.modified_count == 1
 
+    async def recently_featured(self, category: str | None, *, limit: int) -> list[Doc]:
+        """READY photos of a category (all when None) in the order they became featured, newest first:
+        a feed's entries, which stay put once announced even when a photo later drops below the cut."""
+        query: Doc = {"status": READY, "featured_at": {"$exists": True}}
+        if category is not None:
+            query["category"] = category
+        return await self.find(query, sort=[("featured_at", -1), ("_id", -1)], limit=limit)
+
+    # --- moderation (the sub-document's rules: storage.photo_moderation) ------------------------------
+
+    async def hide_reported(self, photo_id: ObjectId, *, round: int, reasons: Sequence[str],
+                            reports: int) -> Doc | None:
+        """READY -> HIDDEN pending review, for the reports of `round`; None when the photo is not READY in
+        that round any more (a concurrent report hid it first, or an admin's decision moved the round on).
+        `ready_at` is stamped, as at every moderation change of status: every process's duel catalogue
+        follows it within its new-photo poll."""
+        at = now()
+        return await self.collection.find_one_and_update(
+            {"_id": photo_id, "status": READY, **in_round(round)},
+            {"$set": {"status": HIDDEN, "updated_at": at, "ready_at": at,
+                      "moderation": hidden(REPORTS, reasons, round=round, at=at, reports=reports)}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def moderate(self, read: Doc, status: str, moderation: Doc) -> Doc | None:
+        """An admin's decision, written only while the photo is as `read` (status and round): None when it
+        changed meanwhile. `ready_at` is stamped, so every process's duel catalogue takes the photo back
+        (or drops it) within its new-photo poll."""
+        at = now()
+        fields: Doc = {"status": status, "moderation": moderation, "updated_at": at, "ready_at": at}
+        return await self.collection.find_one_and_update(as_read(read), {"$set": fields},
+                                                         return_document=ReturnDocument.AFTER)
+
+    async def moderation_queue(self, *, first: int, after: str | None) -> Page:
+        """Photos held back pending review, the longest waiting first (index `moderation_queue`); raises
+        InvalidCursor."""
+        return await self._page(queue_query(HIDDEN), QUEUE_ORDER, first=first, after=after)
+
+    async def anonymise_moderator(self, uid: str, anonymous: str) -> int:
+        """An erased admin's uid on the decisions photos carry replaced by its random id (the same one
+        `moderation_decisions` gets). A scan under the long deadline: erasing an admin is rare, and an index
+        for it would cost every photo write."""
+        with long_work():
+            result = await self.collection.update_many({"moderation.decided_by": uid},
+                                                       {"$set": {"moderation.decided_by": anonymous}})
+        return result.modified_count
+
     # --- the duel catalogue's scans -----------------------------------------------------------------
 
     async def rated_ready(self, fields: Sequence[str], *, batch_size: int = SCAN_BATCH) -> AsyncIterator[Doc]:
@@ -214,7 +298,8 @@ class PhotoRepository(Repository):
             yield doc
 
     async def ready_since(self, since: datetime, fields: Sequence[str]) -> AsyncIterator[Doc]:
-        """Photos whose READY write is stamped at or after `since` (only `fields` and the status)."""
+        """Photos that entered READY, or were deleted, at or after `since` (only `fields` and the status):
+        `ready_at` stamps both, so every process's catalogue drops a deleted photo at its next poll."""
         async for doc in self.collection.find({"ready_at": {"$gte": since}},
                                               dict.fromkeys([*fields, "status"], 1)):
             yield doc
@@ -266,12 +351,12 @@ class PhotoRepository(Repository):
         """Compare-and-set: the write applies only while both lists are as read, so reviews racing each
         other cannot together pass a cap; the one that lost re-reads and recomputes."""
         for _ in range(TAG_WRITE_ATTEMPTS):
-            doc = await self.collection.find_one({"_id": photo_id}, {"tags": 1, "rejected_tags": 1})
+            doc = await self.collection.find_one({"_id": photo_id, **NOT_DELETED}, {"tags": 1, "rejected_tags": 1})
             if doc is None:
                 return None
             accepted, rejected = change(list(doc.get("tags", [])), list(doc.get("rejected_tags", [])))
             updated = await self.collection.find_one_and_update(
-                {"_id": photo_id, **_as_read(doc, "tags"), **_as_read(doc, "rejected_tags")},
+                {"_id": photo_id, **NOT_DELETED, **_as_read(doc, "tags"), **_as_read(doc, "rejected_tags")},
                 {"$set": {"tags": accepted, "rejected_tags": rejected, "updated_at": now()}},
                 return_document=ReturnDocument.AFTER,
             )
@@ -327,7 +412,7 @@ class PhotoRepository(Repository):
         """Merge entries into photos' kept lists (photo id -> entries offered to its list): one atomic
         pipeline update per list, all in one round trip. Repeating it changes nothing."""
         if offers:
-            await self.collection.bulk_write([UpdateOne({"_id": photo_id}, list_update(entries, k))
+            await self.collection.bulk_write([UpdateOne({"_id": photo_id, **NOT_DELETED}, list_update(entries, k))
                                               for photo_id, entries in offers.items()], ordered=False)
 
     async def short_lists(self, vector_collection: str, *, limit: int) -> list[Doc]:
@@ -421,3 +506,89 @@ class PhotoRepository(Repository):
         """PROCESSING photos older than `cutoff`: candidates for an ingest job lost between two writes."""
         cursor = self.collection.find({"status": PROCESSING, "created_at": {"$lt": cutoff}}, {"_id": 1})
         return [d["_id"] async for d in cursor]
+
+    async def count_processing(self, ids: Sequence[ObjectId]) -> int:
+        """How many of these photos ingest has not finished yet (a command waits for its own uploads)."""
+        return await self.collection.count_documents({"_id": {"$in": list(ids)}, "status": PROCESSING})
+
+    async def count_all(self) -> int:
+        """Every photo, whatever its state: `photoduel demo` seeds only an install that has none."""
+        return await self.collection.count_documents({})
+
+    # --- deletion: the tombstone, then what the deletion job removes ---------------------------------
+
+    async def tombstone(self, photo_id: ObjectId, *, by: str) -> Doc | None:
+        """Make the photo a tombstone in one conditional write, so it leaves every read at once. Returns
+        the tombstone, the first one when it was one already (a repeat changes nothing); None when there
+        is no such photo. `by`: owner, admin or account (an erasure)."""
+        made = await self.collection.find_one_and_update({"_id": photo_id, **NOT_DELETED}, _tombstone(now(), by),
+                                                         return_document=ReturnDocument.AFTER)
+        return made or await self.collection.find_one({"_id": photo_id, "status": DELETED})
+
+    async def tombstone_owned(self, owner: str, *, by: str) -> int:
+        """Every photo of an owner a tombstone (conditional writes, one per document, in one call); how
+        many were not one yet."""
+        result = await self.collection.update_many({"owner": owner, **NOT_DELETED}, _tombstone(now(), by))
+        return result.modified_count
+
+    async def unfinished_deletions(self, *, ids: Sequence[ObjectId] | None = None, owner: str | None = None,
+                                   limit: int = 0) -> list[Doc]:
+        """Tombstones whose traces are not all removed yet, among `ids` or of `owner`: `_id`, owner and
+        where the traces are (`TOMBSTONE_PENDING`)."""
+        query: Doc = {"status": DELETED, "deletion.finished_at": {"$exists": False}}
+        if ids is not None:
+            query["_id"] = {"$in": list(ids)}
+        if owner is not None:
+            query["owner"] = owner
+        cursor = self.collection.find(query, dict.fromkeys(("owner", *TOMBSTONE_PENDING), 1))
+        return await (cursor.limit(limit) if limit else cursor).to_list(None)
+
+    async def pull_from_neighbour_lists(self, ids: Sequence[ObjectId], k: int) -> list[Doc]:
+        """Take these photos out of every kept list holding them, flagging those lists short; returns the
+        photos whose lists held them (`_id`, `vector_collection`), so they can be refilled. Finding them
+        is a scan of the collection, under the long deadline: an index on list entries would cost every
+        list write on the ingest path, for the sake of a rare deletion."""
+        if not ids:
+            return []
+        with long_work():
+            holders = await self.collection.find({"neighbours.id": {"$in": list(ids)}, **NOT_DELETED},
+                                                 {"vector_collection": 1}).to_list(None)
+        if holders:
+            await self.collection.update_many({"_id": {"$in": [h["_id"] for h in holders]}}, list_without(ids, k))
+        return holders
+
+    async def finish_deletion(self, ids: Sequence[ObjectId]) -> int:
+        """Tombstones whose traces are removed: down to what they keep for good (anything a write racing
+        the deletion put back goes too), stamped `deletion.finished_at`."""
+        if not ids:
+            return 0
+        result = await self.collection.update_many(
+            {"_id": {"$in": list(ids)}, "status": DELETED},
+            [{"$project": dict.fromkeys(TOMBSTONE_KEEPS, 1)}, {"$set": {"deletion.finished_at": now()}}])
+        return result.modified_count
+
+    async def anonymise_owner(self, owner: str, anonymous: str) -> int:
+        """An erased account's finished tombstones carry a random id instead of its uid (the same one its
+        votes get, so the voter screening's "own photo" test still reads the log as it was)."""
+        result = await self.collection.update_many(
+            {"owner": owner, "status": DELETED, "deletion.finished_at": {"$exists": True}},
+            {"$set": {"owner": anonymous}})
+        return result.modified_count
+
+
+# What a tombstone keeps for good: who may ask for the deletion again, the placeholder hash, and the rating
+# and prior a replay of the vote log needs.
+TOMBSTONE_KEEPS = ("owner", "status", "deletion", "sha256", "created_at", "updated_at", "ready_at", "rating",
+                   "rating_seq", "quality.score")
+# What it keeps until the deletion job is done: where the rest is to be removed from.
+TOMBSTONE_PENDING = ("blobs", "vector_collection", "group_id")
+
+
+def _tombstone(at: datetime, by: str) -> list[Doc]:
+    """The pipeline that makes a photo its tombstone. `ready_at` is stamped so that matchmaking's
+    catalogues, which poll it for new photos, see the photo leave within seconds in every process."""
+    return [
+        {"$set": {"status": DELETED, "deletion": {"at": at, "by": {"$literal": by}}, "ready_at": at, "updated_at": at,
+                  "sha256": {"$concat": ["deleted:", {"$toString": "$_id"}]}}},
+        {"$project": dict.fromkeys((*TOMBSTONE_KEEPS, *TOMBSTONE_PENDING), 1)},
+    ]

@@ -85,3 +85,10 @@ class RateLimitRepository(Repository):
                 await self.collection.insert_one({"_id": key, "tokens": float(capacity), "updated_at": now,
                                                   "expires_at": keep_until})
         raise RateLimitRaceError(f"rate limit {key!r}: the bucket vanished between its insert and its update")
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Drop every bucket whose key matches the regular expression (an erased account's); a missing
+        bucket is a full one, so this only forgets."""
+        result = await self.collection.delete_many({"_id": {"$regex": pattern}})
+        return result.deleted_count
+

@@ -12,7 +12,9 @@ keeps its vote's weight (`gaming.vote_weights`) and what it was computed from (p
 history). A rebase record (`ratings rebuild`) has no entries and a ``rebase`` field (at, weighting,
 excluded voters): every vote in an earlier batch is weighed by it instead of by its recorded weight.
 
-The log order of the votes is this collection's order: batch by batch, entry by entry.
+The log order of the votes is this collection's order: batch by batch, entry by entry. Records are never
+changed but for an account's erasure, which replaces its uid by the random id its votes got
+(`anonymise_player`): a replay reads the same weights from them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from bson import ObjectId
 
 from storage.base import Doc, Repository, journaled
+from storage.mongo import long_work
 
 
 class RatingBatchRepository(Repository):
@@ -36,6 +39,11 @@ class RatingBatchRepository(Repository):
 
     async def last(self) -> Doc | None:
         return await self.collection.find_one({}, sort=[("_id", -1)])
+
+    async def newest_applied_at(self) -> datetime | None:
+        """The creation time of the newest vote the last batch applied (None before the first batch)."""
+        last = await self.collection.find_one({}, {"max_created_at": 1}, sort=[("_id", -1)])
+        return last.get("max_created_at") if last else None
 
     async def after(self, seq: int, *, limit: int = 100, fields: dict[str, Any] | None = None) -> list[Doc]:
         """Batches after `seq`, in order: what every process follows to keep its view of ratings."""
@@ -63,3 +71,19 @@ class RatingBatchRepository(Repository):
         # a few batch records per round trip: a cursor's deadline is per round trip, and they are large
         async for batch in self.collection.find({}, fields, batch_size=16).sort("_id", 1):
             yield batch
+
+    async def anonymise_player(self, player: str, anonymous: str) -> int:
+        """An erased account's uid in entries and in rebase decisions becomes `anonymous` (the random id its
+        votes got, so a rebuild weighs them as before); batches changed. Scans, under the long deadline:
+        erasures are rare and the collection has no index on players."""
+        with long_work():
+            entries = await self.collection.update_many(
+                {"entries.player": player}, {"$set": {"entries.$[mine].player": anonymous}},
+                array_filters=[{"mine.player": player}])
+            rebases = await self.collection.update_many(
+                {"rebase.excluded.player": player},
+                [{"$set": {"rebase.excluded": {"$map": {"input": "$rebase.excluded", "in": {"$cond": [
+                    {"$eq": ["$$this.player", {"$literal": player}]},
+                    {"$mergeObjects": ["$$this", {"player": {"$literal": anonymous}}]}, "$$this"]}}}}}])
+        return entries.modified_count + rebases.modified_count
+

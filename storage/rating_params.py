@@ -2,7 +2,9 @@
 
 Today one document, ``_id: "celebrity_offset"`` (see :mod:`gaming.duels.celebrity_offset`): offset,
 relevant_votes and fitted_on (of the last fit), fitted_at, and the incremental vote count that decides
-when to fit again, counted_seq (the last rating batch counted) and relevant_votes_seen.
+when to fit again, counted_seq (the last rating batch counted) and relevant_votes_seen. The similarity
+groups' chores keep their positions here too: ``"group_ranks"`` (the rating batch the listing follows,
+`gaming.duels.group_ranks`) and ``"group_backfill"`` (`ml.pipelines.grouping`).
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 Document shape: _id (the uid), email, name (from the token), admin, created_at, last_seen_at, muted [kind],
 display_name (the public name the user chose) and display_name_key (its normalised form, unique across
 users by the index `display_name_unique` in `storage.mongo`: the database, not a read before the write,
-decides who gets a name two users ask for at once).
+decides who gets a name two users ask for at once), erasure {at, by, anonymous} (the account is being erased:
+everything else is gone, and `upsert_seen` refuses it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -16,6 +18,10 @@ from pymongo.errors import DuplicateKeyError
 
 from storage.base import Doc, Repository
 from storage.clock import utcnow
+
+
+class AccountErased(PermissionError):
+    """The account is being erased: its requests are refused until nothing of it is left."""
 
 
 class DisplayNameTaken(ValueError):
@@ -39,11 +45,40 @@ class UserRepository(Repository):
                      **({"name": name} if name else {})},
             "$setOnInsert": {"created_at": now, "muted": []},
         }
+        # An account being erased does not match, so the upsert's insert meets its _id: a duplicate key.
+        live = {"_id": uid, "erasure": {"$exists": False}}
         try:
-            result = await self.collection.update_one({"_id": uid}, update, upsert=True)
+            result = await self.collection.update_one(live, update, upsert=True)
         except DuplicateKeyError:
-            result = await self.collection.update_one({"_id": uid}, update, upsert=True)
+            await self._refuse_erased(uid)
+            result = await self.collection.update_one(live, update, upsert=True)
         return result.upserted_id is not None
+
+    async def _refuse_erased(self, uid: str) -> None:
+        if await self.collection.count_documents({"_id": uid, "erasure": {"$exists": True}}, limit=1):
+            raise AccountErased(uid)
+
+    # --- an account's erasure (`photos.account_erasure`) -------------------------------------------------
+    async def mark_erased(self, uid: str, *, by: str, anonymous: str, created_before: datetime) -> Doc | None:
+        """Mark the account as being erased and drop its profile at once (email, names, preferences). The
+        first mark stands: a repeat returns it, with the random id chosen then. None for an unknown uid,
+        and for an account created after `created_before` (the erasure was asked for before it existed: a
+        new account under the uid of one erased already)."""
+        doc = await self.collection.find_one_and_update(
+            {"_id": uid, "erasure": {"$exists": False}, "created_at": {"$lte": created_before}},
+            [{"$project": {"_id": 1}},
+             {"$set": {"erasure": {"at": utcnow(), "by": {"$literal": by}, "anonymous": {"$literal": anonymous}}}}],
+            return_document=ReturnDocument.AFTER)
+        return doc or await self.erasure_of(uid)
+
+    async def erasure_of(self, uid: str) -> Doc | None:
+        """The account's document while it is being erased; None otherwise."""
+        return await self.collection.find_one({"_id": uid, "erasure": {"$exists": True}})
+
+    async def forget_erased(self, uid: str) -> bool:
+        """The erasure's last step: no document is left. A later sign-in with the uid starts a new account."""
+        result = await self.collection.delete_one({"_id": uid, "erasure": {"$exists": True}})
+        return result.deleted_count == 1
 
     # --- notification preferences (`muted: [kind, ...]`, read by push delivery) ------------------------
     async def muted(self, uid: str) -> set[str]:

@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
+# The photo embeddings' purpose: ingest writes their collections (one per model), a deletion removes a
+# photo's row from each.
+PHOTO_VECTORS = "photos"
+
 
 @dataclass(frozen=True)
 class VectorHit:
@@ -39,12 +43,27 @@ class ScalarField:
 
 
 def collection_name(purpose: str, model_id: str, dim: int) -> str:
-    raw = f"{purpose}__{model_id}_{dim}"
-    return re.sub(r"[^A-Za-z0-9_]", "_", raw)[:255]
+    return (collection_prefix(purpose) + re.sub(r"[^A-Za-z0-9_]", "_", f"{model_id}_{dim}"))[:255]
+
+
+def collection_prefix(purpose: str) -> str:
+    """What the names of one purpose's collections (one per model) start with."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{purpose}__")
 
 
 def milvus_filter_eq(field: str, value: str) -> str:
     return f'{field} == "' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _milvus_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def milvus_filter_not_in(field: str, values: Sequence[str]) -> str:
+    """A filter leaving out rows whose `field` is one of `values`; "" (no filter) when there are none."""
+    if not values:
+        return ""
+    return f"{field} not in [" + ", ".join(_milvus_string(v) for v in values) + "]"
 
 
 class VectorIndex:
@@ -119,6 +138,13 @@ class VectorIndex:
         await self._call(create)
         self._known.add(name)
 
+    async def load(self, name: str) -> None:
+        """Load an existing collection for reads and deletes (Milvus keeps a collection released after a
+        restart until asked to load it); once per process."""
+        if name not in self._known:
+            await self._call(lambda: self._connect().load_collection(name))
+            self._known.add(name)
+
     async def upsert(self, name: str, rows: Sequence[Mapping[str, Any]], *, flush: bool = True) -> None:
         """Insert or replace rows; flushed by default because searches before a flush are slow."""
         if not rows:
@@ -187,6 +213,15 @@ class VectorIndex:
                 client.delete(name, ids=list(ids))
 
         await self._call(delete)
+
+    async def delete_everywhere(self, purpose: str, ids: Sequence[str]) -> list[str]:
+        """Remove rows by id from every collection of a purpose (each model's, the old ones a reindex left
+        included); the collections they were removed from."""
+        names = [n for n in await self.list_collections() if n.startswith(collection_prefix(purpose))]
+        for name in names:
+            await self.load(name)
+            await self.delete(name, ids)
+        return names
 
     async def count(self, name: str) -> int:
         stats = await self._call(lambda: self._connect().get_collection_stats(name))

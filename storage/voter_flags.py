@@ -15,6 +15,7 @@ crossed again), so a chore on several workers, or a race with an admin, never un
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -80,3 +81,17 @@ class VoterFlagRepository(Repository):
     async def listing(self, status: str | None = None, *, limit: int = 100) -> list[Doc]:
         query = {"status": status} if status else {}
         return await self.collection.find(query, {"history": 0}).sort("flagged_at", -1).limit(limit).to_list(None)
+
+    async def anonymise(self, player: str, anonymous: str) -> None:
+        """An erased account's flag moves to the random id its votes got, reduced to its status: a later
+        `ratings rebuild` must leave out (or count) those votes as it did, but the findings, notes and
+        history about the person go. Decisions the account made as an admin keep no uid either."""
+        doc = await self.collection.find_one({"_id": player}, {"status": 1})
+        if doc is not None:
+            with contextlib.suppress(DuplicateKeyError):  # a repeat after a crash between the two writes
+                await self.collection.insert_one({"_id": anonymous, "status": doc["status"], "anonymised_at": utcnow()})
+            await self.collection.delete_one({"_id": player})
+        await self.collection.update_many({"decided_by": player}, {"$set": {"decided_by": anonymous}})
+        await self.collection.update_many({"history.by": player}, {"$set": {"history.$[mine].by": anonymous}},
+                                          array_filters=[{"mine.by": player}])
+

@@ -1,4 +1,5 @@
-"""The vote log: one document per answered duel ticket, written once by the API and never changed.
+"""The vote log: one document per answered duel ticket, written once by the API and never changed in what
+a rating depends on.
 
 Document: ``_id`` (the ticket's nonce: one answer per ticket), player, left, right, pair (order-free),
 choice (LEFT | RIGHT | DRAW, or SKIP for a skipped ticket), category, anchor_side, similarity,
@@ -6,6 +7,16 @@ created_at. Votes and skips share the collection so that one unique key decides 
 a skip racing on the same ticket, and between two tickets for the same pair: the (player, pair) index
 is unique, so a player judges a pair once. Nothing else is stored per vote: which votes the rating
 projector applied, in what order and with what result, lives in `rating_batches`.
+
+A series round's answer (`gaming.duels.series_rounds`) is a document of the same log, told apart by
+``photos`` (the k photos shown, in the order shown) and ``ranks`` (each photo's place, 0 best; a pick is
+0 for the picked photo and 1 for every other), choice PICK or ORDER, and no left/right; its ``pair`` is
+`series_key` of its photos, so a player answers one set of photos once. The projector rates it with
+`gaming.series`; the duel-only readers (`by_player`, the voter screening's) leave it out.
+
+Two later writes, neither of which moves a rating: a deletion marks the votes of a deleted photo
+(`deleted_photos`: they stay, so every other photo's rating replays unchanged), and an account's erasure
+replaces its uid in `player` by one random id (the same for all its votes, so the log stays consistent).
 
 Three indexes, so an answer costs one small insert: _id, (player, pair) for "already judged" and
 the uniqueness, created_at for the projector's tail.
@@ -21,14 +32,27 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from storage.base import Doc, Repository, journaled
+from storage.mongo import long_work
 
 SKIP = "SKIP"
+# A series round's answers (`choice`): the best photo only, or every photo's place.
+SERIES_PICK, SERIES_ORDER = "PICK", "ORDER"
 
 
 def pair_key(a: ObjectId, b: ObjectId) -> str:
     """Order-free key of a pair, so "judged A vs B" also covers B vs A."""
     x, y = sorted((str(a), str(b)))
     return f"{x}:{y}"
+
+
+def series_key(photos: Sequence[ObjectId]) -> str:
+    """Order-free key of a series round's photos (never equal to a pair's key: it has a prefix)."""
+    return "series:" + ":".join(sorted(str(p) for p in photos))
+
+
+def answered_photos(vote: Doc) -> list[ObjectId]:
+    """The photos an answer is about: a duel's two, a series round's k."""
+    return list(vote["photos"]) if "photos" in vote else [vote["left"], vote["right"]]
 
 
 class VoteRepository(Repository):
@@ -63,9 +87,9 @@ class VoteRepository(Repository):
         return await self.collection.count_documents({"player": player, "choice": {"$ne": SKIP}}, limit=limit)
 
     async def by_player(self, player: str, *, since: datetime | None = None, limit: int = 0) -> list[Doc]:
-        """This player's votes (not skips), oldest first: what the voter screening reads. `limit` keeps the
-        newest that many."""
-        query: dict[str, Any] = {"player": player, "choice": {"$ne": SKIP}}
+        """This player's duel votes (not skips, not series rounds), oldest first: what the voter screening
+        reads. `limit` keeps the newest that many."""
+        query: dict[str, Any] = {"player": player, "choice": {"$ne": SKIP}, "photos": {"$exists": False}}
         if since is not None:
             query["created_at"] = {"$gte": since}
         cursor = self.collection.find(query).sort([("created_at", -1), ("_id", -1)])
@@ -90,6 +114,14 @@ class VoteRepository(Repository):
             cursor = cursor.limit(limit)
         return await cursor.to_list(None)
 
+    async def oldest_vote_after(self, after: datetime | None) -> datetime | None:
+        """The creation time of the oldest vote (not skip) created after `after` (None: of all)."""
+        query: dict[str, Any] = {"choice": {"$ne": SKIP}}
+        if after is not None:
+            query["created_at"] = {"$gt": after}
+        doc = await self.collection.find_one(query, {"created_at": 1}, sort=[("created_at", 1)])
+        return doc["created_at"] if doc else None
+
     async def count_votes(self) -> int:
         return await self.collection.count_documents({"choice": {"$ne": SKIP}})
 
@@ -101,3 +133,25 @@ class VoteRepository(Repository):
     async def oldest_never_applied(self) -> Doc | None:
         """The oldest vote the old path logged but never applied (the projector's sweep finds it)."""
         return await self.collection.find_one({"applied_seq": None}, sort=[("created_at", 1)])
+
+    # --- deletion and erasure ---------------------------------------------------------------------------
+    async def mark_deleted_photos(self, photo_ids: Sequence[ObjectId]) -> int:
+        """Add these photos to `deleted_photos` of every vote about them; how many votes changed. A scan of
+        the log under the long deadline: indexes on `left` and `right` would cost every vote's insert, for
+        the sake of a rare deletion."""
+        if not photo_ids:
+            return 0
+        ids = list(photo_ids)
+        shown = {"$concatArrays": [["$left", "$right"], {"$ifNull": ["$photos", []]}]}  # a duel's, a round's
+        concerned = {"$setIntersection": [shown, {"$literal": ids}]}
+        with long_work():
+            result = await self.collection.update_many(
+                {"$or": [{"left": {"$in": ids}}, {"right": {"$in": ids}}, {"photos": {"$in": ids}}]},
+                [{"$set": {"deleted_photos": {"$setUnion": [{"$ifNull": ["$deleted_photos", []]}, concerned]}}}])
+        return result.modified_count
+
+    async def anonymise_player(self, player: str, anonymous: str) -> int:
+        """An erased account's votes and skips carry `anonymous` instead of its uid (index `player_pair`)."""
+        result = await self.collection.update_many({"player": player}, {"$set": {"player": anonymous}})
+        return result.modified_count
+

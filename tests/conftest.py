@@ -82,7 +82,13 @@ def make_settings(mongo_uri: str, tiny_clip: Path, tmp_path_factory: pytest.Temp
             "torch_threads": 1,
             "worker_poll_seconds": 0.1,
             "job_retry_base_seconds": 0.2,
+            # The tiny random CLIP puts unrelated generated scenes up to 0.98 apart (bench/group_threshold.py):
+            # only copies are one group by default here; tests of groups set their own threshold.
+            "group_cosine": 0.99,
             "log_json": False,
+            # The tiny random CLIP scores every label at random (ml/screening.py): screening runs and
+            # records its scores, but holds nothing back unless a test sets thresholds.
+            "moderation_thresholds": {},
         }
         values.update(overrides)
         return Settings(**values)

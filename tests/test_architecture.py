@@ -124,6 +124,39 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+# The pure parts of the domain: math and models, no I/O. They may import their own pure modules only (the
+# I/O that feeds them lives in the subpackage named here), and no database or network client.
+PURE = {"gaming": "gaming.duels", "ml": "ml.pipelines"}
+IO_CLIENTS = {"pymongo", "bson", "gridfs", "pymilvus", "httpx", "firebase_admin", "grpc", "aiohttp", "requests"}
+
+
+def pure_part(module: str) -> str | None:
+    """The package whose pure part `module` belongs to, if any."""
+    package = module.split(".")[0]
+    impure = PURE.get(package)
+    if impure is None or module == impure or module.startswith(impure + "."):
+        return None
+    return package
+
+
+def test_the_pure_packages_import_no_io() -> None:
+    """`gaming` outside `gaming/duels` and `ml` outside `ml/pipelines` are pure (DESIGN.md): what reads a
+    store belongs in the subpackage that does the I/O, which the layer rule alone would not catch."""
+    graph = import_graph()
+    found: list[str] = []
+    for module, path in our_modules().items():
+        package = pure_part(module)
+        if package is None:
+            continue
+        found += [f"{module} -> {target}" for target in graph.get(module, ()) if pure_part(target) != package]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                     else [])
+            found += [f"{module} -> {name}" for name in names if name.split(".")[0] in IO_CLIENTS]
+    assert not found, "I/O in a pure package:\n" + "\n".join(sorted(found))
+
+
 @pytest.mark.parametrize(("module", "target", "expected"), [
     ("gaming.duels.service", "storage.votes", True),
     ("storage.photos", "gaming.ratings", False),
@@ -145,3 +178,20 @@ def test_the_image_and_the_package_hold_every_package() -> None:
     for package in PACKAGES:
         assert f"{package}*" in include, f"{package} is not in the wheel"
         assert package in copied, f"{package} is not copied into the image"
+
+
+def test_the_package_data_holds_every_file_the_service_reads() -> None:
+    """Data files (the ML vocabularies, the web client at /app) are left out of the wheel unless a
+    package-data pattern names them; a missing one fails only when a user opens the page."""
+    import tomllib
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for package, folder in (("ml", "data"), ("api", "web")):
+        files = [p.relative_to(ROOT / package).as_posix() for p in (ROOT / package / folder).rglob("*") if p.is_file()]
+        assert files, f"{package}/{folder} is empty"
+        for name in files:
+            # setuptools globs do not cross "/" with "*": compare part by part
+            assert any(len(g.split("/")) == len(name.split("/")) and all(
+                fnmatch(n, g_) for n, g_ in zip(name.split("/"), g.split("/"), strict=True))
+                for g in patterns.get(package, [])), f"{package}/{name} is not in the wheel's package data"

@@ -215,8 +215,12 @@ def test_leaderboard_featured_and_score_order(make_settings: Callable[..., Setti
             scores = [n["rating"]["score"] for n in nodes]
             assert scores == sorted(scores, reverse=True)
             assert all(n["rating"]["votes"] >= 1 for n in nodes)
-            featured = graphql(http, "{ featured(first: 3) { id } }")["data"]["featured"]
+            # featured shows one photo per similarity group by default; across groups it is the board's top
+            featured = graphql(http, "{ featured(first: 3, onePerGroup: false) { id } }")["data"]["featured"]
             assert [f["id"] for f in featured] == [n["id"] for n in nodes[:3]]
+            diverse = graphql(http, "{ featured(first: 3) { id } }")["data"]["featured"]
+            one_each = graphql(http, "{ leaderboard(first: 3, onePerGroup: true) { nodes { id } } }")
+            assert [f["id"] for f in diverse] == [n["id"] for n in one_each["data"]["leaderboard"]["nodes"]]
             by_score = graphql(http, "{ photos(orderBy: SCORE, first: 100) { edges { node { rating { score } } } } }")
             ordered = [e["node"]["rating"]["score"] for e in by_score["data"]["photos"]["edges"]]
             assert ordered == sorted(ordered, reverse=True) and len(ordered) == len(owners)

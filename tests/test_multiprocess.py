@@ -58,7 +58,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) -> Iterat
            "PHOTODUEL_WORKER_POLL_SECONDS": "0.1", "PHOTODUEL_JOB_RETRY_BASE_SECONDS": "0.2",
            "PHOTODUEL_PROJECTOR_LEASE_SECONDS": str(LEASE_SECONDS),
            "PHOTODUEL_CATALOGUE_NEW_PHOTOS_SECONDS": "0.5",
-           "PHOTODUEL_MAINTENANCE_SECONDS": "0.5", "PHOTODUEL_MAINTENANCE_LEASE_SECONDS": str(LEASE_SECONDS)}
+           "PHOTODUEL_MAINTENANCE_SECONDS": "0.5", "PHOTODUEL_MAINTENANCE_LEASE_SECONDS": str(LEASE_SECONDS),
+           # the tiny random CLIP scores unsafe labels at random: screening holds nothing back (as in conftest)
+           "PHOTODUEL_MODERATION_THRESHOLDS": "{}"}
     with running_cluster(tmp_path_factory.mktemp("cluster"), apis=2, workers=1, env=env) as running:
         yield running
 

@@ -209,7 +209,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def test_sigkill_of_serve_mid_burst_loses_no_acknowledged_vote(tmp_path: Path, tiny_clip: Path) -> None:
     env = {"PHOTODUEL_CLIP_MODEL": str(tiny_clip), "PHOTODUEL_ENV": "dev", "PHOTODUEL_PROJECTOR_LEASE_SECONDS": "2",
-           "PHOTODUEL_LOG_LEVEL": "WARNING"}
+           "PHOTODUEL_LOG_LEVEL": "WARNING",
+           "PHOTODUEL_MODERATION_THRESHOLDS": "{}"}  # the tiny random CLIP must not have photos held back
     storage = tmp_path / "data" / "mongodb"
     process, url = start_serve(env, tmp_path)
     try:

@@ -12,8 +12,12 @@ def test_checked_in_sdl_matches_the_schema() -> None:
 
 
 def test_the_contract_names_exist() -> None:
-    sdl = build_schema().as_str()
-    for name in ("me: User", "photo(id: ID!): Photo", "photos(", "searchPhotos(", "similarPhotos(", "nextDuel(",
+    schema = build_schema()
+    sdl = schema.as_str()
+    for name in ("me: User", "photos(", "searchPhotos(", "similarPhotos(", "nextDuel(",
                  "leaderboard(", "featured(", "uploadPhoto(", "acceptTags(", "rejectTags(", "voteDuel(",
                  "skipDuel(", "registerDevice(", "unregisterDevice(", "tagSuggestionsReady(", "notificationAdded"):
         assert name in sdl, name
+    # photo(id: ID!): Photo, whose argument's description puts it on several SDL lines
+    photo = schema._schema.type_map["Query"].fields["photo"]  # type: ignore[union-attr]
+    assert (str(photo.type), str(photo.args["id"].type)) == ("Photo", "ID!")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -11,6 +11,7 @@ from strawberry.types import Info
 from api.errors import BadUserInput, Forbidden, NotFound, RateLimited, Unavailable
 from api.schema.common import Connection, connection, page_size, paged
 from api.schema.notifications import Device, Notification, NotificationKind, Platform
+from api.schema.ranked import ranked_connection, ranked_position
 from notifications.devices import InvalidDevice
 from notifications.pubsub import TooManySubscriptions
 from notifications.service import MAX_MARK_READ, NotificationService
@@ -45,7 +46,19 @@ async def devices(info: Info) -> list[Device]:
     return [Device.from_device(d) for d in await _service(info).devices_of(uid)]
 
 
-async def register_device(info: Info, token: str, platform: Platform) -> Device:
+async def devices_connection(info: Info, first: int | None = None, after: str | None = None) -> Connection[Device]:
+    """The signed-in user's push devices, most recently registered first, paged"""
+    uid = info.context.require_user()
+    size = page_size(first, info.context.services.settings.max_page_size)
+    start = ranked_position(after)
+    return ranked_connection(await _service(info).devices_of(uid), start, size, Device.from_device)
+
+
+async def register_device(
+    info: Info,
+    token: Annotated[str, strawberry.argument(description="The FCM registration token from the Firebase SDK")],
+    platform: Annotated[Platform, strawberry.argument(description="The device's platform")],
+) -> Device:
     """Receive pushes on this device. A token registered by another user moves to the caller; beyond the
     per-user limit the least recently registered device is dropped."""
     uid = info.context.require_user()
@@ -56,13 +69,16 @@ async def register_device(info: Info, token: str, platform: Platform) -> Device:
     return Device.from_device(device)
 
 
-async def unregister_device(info: Info, token: str) -> bool:
+async def unregister_device(info: Info, token: Annotated[str, strawberry.argument(
+        description="The FCM registration token to stop pushing to")]) -> bool:
     """Stop pushes to this device; false if the caller had no such device"""
     uid = info.context.require_user()
     return await _service(info).unregister_device(uid, token)
 
 
-async def mark_notifications_read(info: Info, ids: list[strawberry.ID]) -> int:
+async def mark_notifications_read(info: Info, ids: Annotated[list[strawberry.ID], strawberry.argument(
+        description=f"Notification ids, at most {MAX_MARK_READ}; ids that are not the caller's change nothing")],
+                                  ) -> int:
     """Mark the caller's notifications read; returns how many were unread"""
     uid = info.context.require_user()
     if len(ids) > MAX_MARK_READ:
@@ -73,13 +89,15 @@ async def mark_notifications_read(info: Info, ids: list[strawberry.ID]) -> int:
     return await _service(info).mark_read(uid, [oid for oid in oids if oid is not None])
 
 
-async def mute_notifications(info: Info, kind: NotificationKind) -> list[NotificationKind]:
+async def mute_notifications(info: Info, kind: Annotated[NotificationKind, strawberry.argument(
+        description="The kind to stop pushing")]) -> list[NotificationKind]:
     """Stop pushing a kind (still listed in-app); returns the muted kinds"""
     uid = info.context.require_user()
     return [NotificationKind(k) for k in await _service(info).mute(uid, kind.value)]
 
 
-async def unmute_notifications(info: Info, kind: NotificationKind) -> list[NotificationKind]:
+async def unmute_notifications(info: Info, kind: Annotated[NotificationKind, strawberry.argument(
+        description="The kind to push again")]) -> list[NotificationKind]:
     """Push a muted kind again; returns the muted kinds"""
     uid = info.context.require_user()
     return [NotificationKind(k) for k in await _service(info).unmute(uid, kind.value)]

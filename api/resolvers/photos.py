@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from api.errors import BadUserInput, Forbidden, NotFound, Unavailable
+from api.resolvers.blocks import blocked_owners
 from api.schema.common import Connection, capped, connection, page_size, paged
 from api.schema.photos import Photo, PhotoOrder, SimilarPhoto
+from api.schema.ranked import ranked_connection, ranked_position, ranked_window
 from ml.images import ImageRejected
 from ml.pipelines.models import ModelNotReady
 from ml.pipelines.search import search_by_text
@@ -24,8 +26,15 @@ from storage.photos import MAX_TAGS_PER_PHOTO, TagLimitExceeded
 #: Tags an admin adds to the vocabulary in one call.
 MAX_VOCABULARY_TAGS = 100
 
+# Argument descriptions used by several fields.
+PHOTO_ID = "The photo's id"
+OWN_PHOTO_ID = "The id of one of the caller's photos (FORBIDDEN for another user's)"
+SEARCH_TEXT = "What to look for, in words (1 to 300 characters), e.g. 'red car in the snow'"
+SIMILAR_TO = "The photo to compare with; NOT_FOUND when unknown or not visible to the caller"
+TAG_LIST = "1 to 30 tags; each trimmed and lower-cased, at most 64 characters"
 
-async def photo(info: Info, id: strawberry.ID) -> Photo | None:
+
+async def photo(info: Info, id: Annotated[strawberry.ID, strawberry.argument(description=PHOTO_ID)]) -> Photo | None:
     oid = parse_object_id(id)
     if oid is None:
         return None
@@ -44,15 +53,18 @@ async def photos(
     info: Info,
     first: int | None = None,
     after: str | None = None,
-    tag: str | None = None,
-    category: str | None = None,
-    order_by: PhotoOrder = PhotoOrder.NEWEST,
+    tag: Annotated[str | None, strawberry.argument(
+        description="Only photos with this accepted tag (any case); all when null")] = None,
+    category: Annotated[str | None, strawberry.argument(
+        description="Only photos of this category (one of `categories`, any case); all when null")] = None,
+    order_by: Annotated[PhotoOrder, strawberry.argument(description="The sort order")] = PhotoOrder.NEWEST,
 ) -> Connection[Photo]:
     size = page_size(first, info.context.services.settings.max_page_size)
     try:
         with paged():
             page = await info.context.services.photo_queries.browse(
-                Order(order_by.value), tag=tag, category=category, first=size, after=after)
+                Order(order_by.value), tag=tag, category=category, first=size, after=after,
+                excluding_owners=await blocked_owners(info))
     except InvalidFilter as exc:
         raise BadUserInput(str(exc), argument=exc.argument) from None
     return connection(page, Photo.from_doc)
@@ -103,7 +115,9 @@ def _normalised(tags: list[str], cap: int) -> list[str]:
         raise BadUserInput(str(exc), argument="tags") from None
 
 
-async def accept_tags(info: Info, photo_id: strawberry.ID, tags: list[str]) -> Photo:
+async def accept_tags(info: Info, photo_id: Annotated[strawberry.ID, strawberry.argument(description=OWN_PHOTO_ID)],
+                      tags: Annotated[list[str], strawberry.argument(
+                          description=f"The tags to add: {TAG_LIST}")]) -> Photo:
     wanted = _normalised(tags, MAX_TAGS_PER_PHOTO)
     doc = await _own_photo(info, photo_id)
     try:
@@ -115,7 +129,9 @@ async def accept_tags(info: Info, photo_id: strawberry.ID, tags: list[str]) -> P
     return Photo.from_doc(updated)
 
 
-async def reject_tags(info: Info, photo_id: strawberry.ID, tags: list[str]) -> Photo:
+async def reject_tags(info: Info, photo_id: Annotated[strawberry.ID, strawberry.argument(description=OWN_PHOTO_ID)],
+                      tags: Annotated[list[str], strawberry.argument(
+                          description=f"The tags to remove and stop suggesting: {TAG_LIST}")]) -> Photo:
     unwanted = _normalised(tags, MAX_TAGS_PER_PHOTO)
     doc = await _own_photo(info, photo_id)
     updated = await info.context.services.photos.reject_tags(doc["_id"], unwanted)
@@ -124,27 +140,55 @@ async def reject_tags(info: Info, photo_id: strawberry.ID, tags: list[str]) -> P
     return Photo.from_doc(updated)
 
 
-async def search_photos(info: Info, text: str, first: int | None = None) -> list[Photo]:
+async def _searched(info: Info, text: str, limit: int) -> list[dict[str, Any]]:
     text = text.strip()
     if not text or len(text) > 300:
         raise BadUserInput("`text` must be 1 to 300 characters", argument="text")
-    size = page_size(first, info.context.services.settings.max_page_size)
     try:
         services = info.context.services
-        docs = await search_by_text(services.analyzer, services.vectors, services.photos, text, limit=size)
+        return await search_by_text(services.analyzer, services.vectors, services.photos, text, limit=limit,
+                                    excluding_owners=await blocked_owners(info))
     except ModelNotReady as exc:
         raise Unavailable(f"search is unavailable while the model is not ready: {exc}") from None
-    return [Photo.from_doc(d) for d in docs]
 
 
-async def similar_photos(info: Info, photo_id: strawberry.ID, first: int | None = None) -> list[SimilarPhoto]:
+async def search_photos(info: Info, text: Annotated[str, strawberry.argument(description=SEARCH_TEXT)],
+                        first: int | None = None) -> list[Photo]:
     size = page_size(first, info.context.services.settings.max_page_size)
+    return [Photo.from_doc(d) for d in await _searched(info, text, size)]
+
+
+async def search_photos_connection(info: Info, text: Annotated[str, strawberry.argument(description=SEARCH_TEXT)],
+                                   first: int | None = None,
+                                   after: str | None = None) -> Connection[Photo]:
+    size = page_size(first, info.context.services.settings.max_page_size)
+    start = ranked_position(after)
+    return ranked_connection(await _searched(info, text, ranked_window(start, size)), start, size, Photo.from_doc)
+
+
+async def _similar(info: Info, photo_id: strawberry.ID, limit: int) -> list[SimilarPhoto]:
     oid = parse_object_id(photo_id)
     doc = await info.context.loaders.photo.load(oid) if oid else None
     if doc is None or not visible(info, doc):
         raise NotFound("no such photo", argument="photoId")
-    similar = await info.context.services.photo_queries.similar(doc, limit=size)
+    similar = await info.context.services.photo_queries.similar(doc, limit=limit,
+                                                                excluding_owners=await blocked_owners(info))
     return [SimilarPhoto(photo=Photo.from_doc(d), similarity=similarity) for d, similarity in similar]
+
+
+async def similar_photos(info: Info, photo_id: Annotated[strawberry.ID, strawberry.argument(description=SIMILAR_TO)],
+                         first: int | None = None) -> list[SimilarPhoto]:
+    return await _similar(info, photo_id, page_size(first, info.context.services.settings.max_page_size))
+
+
+async def similar_photos_connection(info: Info,
+                                    photo_id: Annotated[strawberry.ID, strawberry.argument(description=SIMILAR_TO)],
+                                    first: int | None = None,
+                                    after: str | None = None) -> Connection[SimilarPhoto]:
+    size = page_size(first, info.context.services.settings.max_page_size)
+    start = ranked_position(after)
+    return ranked_connection(await _similar(info, photo_id, ranked_window(start, size)), start, size,
+                             lambda similar: similar)
 
 
 async def tag_vocabulary(info: Info) -> list[str]:
@@ -153,7 +197,12 @@ async def tag_vocabulary(info: Info) -> list[str]:
     return list(services.analyzer.base_vocabulary.with_tags(extra).tags)
 
 
-async def add_vocabulary_tags(info: Info, tags: list[str]) -> list[str]:
+def categories(info: Info) -> list[str]:
+    return list(info.context.services.photo_editor.categories)
+
+
+async def add_vocabulary_tags(info: Info, tags: Annotated[list[str], strawberry.argument(
+        description="1 to 100 tags; each trimmed and lower-cased, at most 64 characters")]) -> list[str]:
     uid = info.context.require_user()  # IsAdmin on the field checked the rights
     normalised = _normalised(tags, MAX_VOCABULARY_TAGS)
     await info.context.services.vocabulary.add_tags(normalised, added_by=uid)
@@ -178,13 +227,18 @@ def _edit_errors() -> Iterator[None]:
         raise Forbidden("only the photo's owner or an admin may edit it") from None
 
 
-async def update_photo(info: Info, id: strawberry.ID, title: str | None = None) -> Photo:
+async def update_photo(info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The photo to change")],
+                       title: Annotated[str | None, strawberry.argument(
+                           description="The new title, at most 200 characters; null or blank removes it")] = None,
+                       ) -> Photo:
     with _edit_errors():
         doc = await info.context.services.photo_editor.update_title(_editor_viewer(info), str(id), title)
     return Photo.from_doc(doc)
 
 
-async def set_category(info: Info, id: strawberry.ID, category: str) -> Photo:
+async def set_category(info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The photo to move")],
+                       category: Annotated[str, strawberry.argument(
+                           description="One of `categories` (any case)")]) -> Photo:
     with _edit_errors():
         doc = await info.context.services.photo_editor.set_category(_editor_viewer(info), str(id), category)
     return Photo.from_doc(doc)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Annotated
+
+import strawberry
 from strawberry.types import Info
 
 from accounts.profiles import DisplayNameTaken, InvalidDisplayName
@@ -16,7 +19,8 @@ async def me(info: Info) -> User | None:
     return User.from_doc(doc) if doc else None
 
 
-async def set_display_name(info: Info, name: str) -> User:
+async def set_display_name(info: Info, name: Annotated[str, strawberry.argument(
+        description="The wanted public name, by the rules above")]) -> User:
     uid = info.context.require_user()
     try:
         doc = await info.context.services.profiles.set_display_name(uid, name)

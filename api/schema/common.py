@@ -17,24 +17,26 @@ T = TypeVar("T")
 DEFAULT_PAGE = 20
 
 
-@strawberry.type
+@strawberry.type(description="Where a page of a connection ends and whether another follows")
 class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(description="true when asking again with `after: endCursor` gives more")
+    end_cursor: str | None = strawberry.field(description="The last edge's cursor: the next page's `after`; null "
+                                                          "for an empty page")
 
 
-@strawberry.type
+@strawberry.type(description="One item of a connection's page with its cursor")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(description="Opaque: pass it as `after` to read on from this item")
+    node: T = strawberry.field(description="The item")
 
 
-@strawberry.type
+@strawberry.type(description="A page of a list that can grow (Relay connection): read on with `first` and "
+                             "`after: pageInfo.endCursor` while `pageInfo.hasNextPage`")
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
+    edges: list[Edge[T]] = strawberry.field(description="The page's items with their cursors, in the list's order")
+    page_info: PageInfo = strawberry.field(description="Where this page ends and whether another follows")
 
-    @strawberry.field
+    @strawberry.field(description="The page's items without cursors: a shortcut for `edges { node }`")
     def nodes(self) -> list[T]:
         return [edge.node for edge in self.edges]
 

@@ -23,12 +23,26 @@ class DuelQuery:
     leaderboard: Connection[Photo] = strawberry.field(
         resolver=resolvers.leaderboard, description="Settled photos, best first, per category and period"
     )
-    featured: list[Photo] = strawberry.field(resolver=resolvers.featured, description="The best settled photos")
+    featured_connection: Connection[Photo] = strawberry.field(
+        resolver=resolvers.featured_connection,
+        description="The best settled photos, best first, paged; by default one per similarity group",
+    )
+    featured: list[Photo] = strawberry.field(
+        resolver=resolvers.featured, description="The best settled photos",
+        deprecation_reason="Use featuredConnection: it pages (first/after) like every other growing list",
+    )
 
 
 @strawberry.type
 class DuelMutation:
-    vote_duel: VoteResult = strawberry.mutation(resolver=resolvers.vote_duel, permission_classes=[IsAuthenticated],
-                                                extensions=[Throttle(Action.VOTE)])
-    skip_duel: bool = strawberry.mutation(resolver=resolvers.skip_duel, permission_classes=[IsAuthenticated],
-                                          extensions=[Throttle(Action.SKIP)])
+    vote_duel: VoteResult = strawberry.mutation(
+        resolver=resolvers.vote_duel, permission_classes=[IsAuthenticated], extensions=[Throttle(Action.VOTE)],
+        description="Judge a duel: once, by the player it was issued to, before expiresAt. Repeating a counted vote "
+                    "answers it again (accepted: false). DUEL_EXPIRED, ALREADY_VOTED (answered otherwise), "
+                    "FORBIDDEN (another player's duel), NOT_FOUND",
+    )
+    skip_duel: bool = strawberry.mutation(
+        resolver=resolvers.skip_duel, permission_classes=[IsAuthenticated], extensions=[Throttle(Action.SKIP)],
+        description="Pass on a duel without judging it (also after it expired): its pair is not offered to this "
+                    "player again. true; ALREADY_VOTED if it was voted on",
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 
@@ -21,7 +22,12 @@ from api.schema.photos import Photo
 @strawberry.type
 class NotificationQuery:
     notifications: Connection[Notification] = user_field(resolvers.notifications)
-    devices: list[Device] = user_field(resolvers.devices)
+    devices_connection: Connection[Device] = user_field(resolvers.devices_connection)
+    devices: list[Device] = strawberry.field(
+        resolver=resolvers.devices, permission_classes=[IsAuthenticated],
+        description="The signed-in user's push devices, most recently registered first",
+        deprecation_reason="Use devicesConnection: it pages (first/after) like every other growing list",
+    )
 
 
 @strawberry.type
@@ -48,7 +54,8 @@ class NotificationSubscription:
                     "Owner only; a photo already past PROCESSING is sent at once.",
     )
     async def tag_suggestions_ready(
-        self, info: strawberry.Info, photo_id: strawberry.ID
+        self, info: strawberry.Info, photo_id: Annotated[strawberry.ID, strawberry.argument(
+            description="The id of a photo the caller uploaded")]
     ) -> AsyncGenerator[Photo, None]:
         # aclosing: when the client completes or disconnects, the inner generator unsubscribes at once.
         async with contextlib.aclosing(resolvers.tag_suggestions_ready(info, photo_id)) as docs:

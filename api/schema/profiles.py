@@ -5,11 +5,11 @@ from __future__ import annotations
 import strawberry
 
 from accounts.profiles import PublicProfile as Profile
+from api.schema.node import Node
 
 
 @strawberry.type(description="A user as others see them")
-class PublicProfile:
-    id: strawberry.ID
+class PublicProfile(Node):
     display_name: str | None = strawberry.field(description="null until the user chooses one (setDisplayName)")
     photo_count: int = strawberry.field(description="The user's READY photos")
 

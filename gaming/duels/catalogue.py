@@ -14,7 +14,12 @@ Lifetimes, which is how stale the view may be:
   `new_photos_seconds` (read by `ready_at`, indexed);
 - a category an owner changed: at once in the process that took the change (`add`, from
   `photos.editing`), elsewhere at the full reload;
-- anything else (a photo removed): the full reload every `reload_seconds`.
+- a deleted photo: at once in the process that took the deletion (`remove`), elsewhere at the next
+  new-photo poll (the tombstone's `ready_at` is stamped, and `add` drops a photo that is not READY);
+- a photo moderation hid or approved: the same way (`photos.moderation` stamps `ready_at`);
+- a photo's similarity group: read with the photo; the anchor's is refreshed from its document on every
+  `nextDuel` (`regroup`), the other members of a group that merged into another at the full reload;
+- anything else: the full reload every `reload_seconds`.
 A stale entry costs at most a less useful pair: the ticket's photos are re-read by id and the vote
 path checks them again. Nothing here is needed by another process: each builds its own from the
 database and the batches.
@@ -45,7 +50,7 @@ from storage.photos import READY, PhotoRepository
 
 log = structlog.get_logger(__name__)
 
-FIELDS = ("category", "owner", "duplicate_of", "rating", "ready_at")
+FIELDS = ("category", "owner", "duplicate_of", "rating", "ready_at", "group_id")
 NEW_PHOTO_GRACE = timedelta(seconds=30)  # a READY write may land a little after its ready_at stamp
 VIEW_TTL_SECONDS = 1.0
 VIEW_DEPTH = 200  # entries kept per sorted read: enough after the player's own photos are taken out
@@ -100,6 +105,7 @@ class DuelCatalogue:
         self.category = np.zeros(capacity, dtype=np.int64)
         self.owner = np.zeros(capacity, dtype=np.int64)
         self.root = np.zeros(capacity, dtype=np.int64)
+        self.group = np.full(capacity, -1, dtype=np.int64)  # similarity group code; -1: none
         self.live = np.zeros(capacity, dtype=bool)
         self._codes: dict[Any, int] = {}
         self._names: list[Any] = []
@@ -127,9 +133,9 @@ class DuelCatalogue:
     # --- writes -------------------------------------------------------------------------------------
 
     def _grow(self) -> None:
-        for field in ("mu", "sigma", "votes", "category", "owner", "root", "live"):
+        for field in ("mu", "sigma", "votes", "category", "owner", "root", "group", "live"):
             old = getattr(self, field)
-            new = np.zeros(len(old) * 2, dtype=old.dtype)
+            new = np.full(len(old) * 2, -1 if field == "group" else 0, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, field, new)
 
@@ -150,6 +156,7 @@ class DuelCatalogue:
         self.category[i] = category
         self.owner[i] = self.code(("owner", doc["owner"]))
         self.root[i] = self.code(("root", doc.get("duplicate_of") or doc["_id"]))
+        self.regroup(i, doc.get("group_id"))
         if not self.live[i]:  # a photo (back) in the catalogue is offered at once, not when the views expire
             self.live[i] = True
             self._views.clear()
@@ -160,6 +167,10 @@ class DuelCatalogue:
         if i is None:
             return  # not READY here yet: `add` will bring the rating with the photo
         self.mu[i], self.sigma[i], self.votes[i] = fields["mu"], fields["sigma"], fields.get("votes", 0)
+
+    def regroup(self, i: int, group_id: Any) -> None:
+        """Photo i's similarity group as its document names it now (None: not grouped)."""
+        self.group[i] = -1 if group_id is None else self.code(("group", group_id))
 
     def apply_batch(self, batch: Mapping[str, Any]) -> None:
         """A rating projector batch: its final ratings."""
@@ -279,6 +290,15 @@ class DuelCatalogue:
         return RatedPhoto(id=str(self.ids[i]), rating=rating_from_fields({"mu": self.mu[i], "sigma": self.sigma[i]}),
                           duels=int(self.votes[i]), owner=self.name(int(self.owner[i]))[1], category=category)
 
+    def group_members(self, i: int) -> np.ndarray:
+        """Indexes of the live photos in photo i's similarity group, i among them if live; empty when it
+        has none. A scan of one array: a few hundred microseconds at 100,000 photos."""
+        code = self.group[i]
+        if code < 0:
+            return np.zeros(0, dtype=np.int64)
+        n = self.size
+        return np.flatnonzero((self.group[:n] == code) & self.live[:n])
+
     def owner_of(self, i: int) -> str:
         return str(self.name(int(self.owner[i]))[1])
 
@@ -311,8 +331,9 @@ class DuelCatalogue:
         keep = self.live[indexes].copy()
         if category is not None:
             keep &= self.category[indexes] == self.known_code(("category", category))
-        for owner in owners:
-            keep &= self.owner[indexes] != self.known_code(("owner", owner))
+        codes = [code for owner in owners if (code := self.known_code(("owner", owner))) >= 0]
+        if codes:  # one pass whatever the number (a player's blocked owners are among them)
+            keep &= ~np.isin(self.owner[indexes], codes)
         if unlike is not None:
             keep &= (indexes != unlike) & (self.root[indexes] != self.root[unlike])
         allowed: np.ndarray = indexes[keep]

@@ -39,8 +39,13 @@ def adjustment_from(params: Mapping[str, Any] | None) -> DuelAdjustment | None:
     return CelebrityOffset(float(params["offset"]))
 
 
+def _duel(entry: Mapping[str, Any]) -> bool:
+    """A duel vote's entry (the fit is over duels; a series round's entry has `photos` instead of left/right)."""
+    return not entry.get("gone") and "photos" not in entry
+
+
 def _relevant(entry: Mapping[str, Any]) -> bool:
-    return not entry.get("gone") and entry["left_celebrity"] != entry["right_celebrity"]
+    return _duel(entry) and entry["left_celebrity"] != entry["right_celebrity"]
 
 
 class CelebrityOffsetStore:
@@ -79,7 +84,7 @@ class CelebrityOffsetStore:
                 (str(e["left"]), str(e["right"]), Outcome(e["choice"]), bool(e["left_celebrity"]),
                  bool(e["right_celebrity"]))
                 async for b in self.batches.in_order({"entries": 1}) for e in b["entries"]
-                if not e.get("gone") and e["choice"] != Outcome.DRAW.value
+                if _duel(e) and e["choice"] != Outcome.DRAW.value
             ]
         offset = await asyncio.to_thread(fit_celebrity_offset, rows, self.env)
         await self.params.save(PARAMS_ID, {"offset": offset, "relevant_votes": relevant, "fitted_on": len(rows),

@@ -9,6 +9,11 @@ them into ratings. Per batch it writes twice, never in a transaction:
 A projector that dies between the two is repeated by the next holder from the record, with the same
 result; the log order is the batches' order, so `replay` reproduces the stored ratings exactly.
 
+A series round's answer (k photos, a pick or an order: `storage.votes`) is applied in the same order and
+batches as a duel vote, rated by `gaming.series` with the same weight and celebrity offset. Its entry
+keeps ``photos``, ``ranks``, ``choice``, ``celebrity`` (one flag per photo) and ``ratings`` (one result
+per photo, in the order of ``photos``) instead of left/right.
+
 Finding the votes to apply without marking them (a mark would be another write per vote): a vote
 written in the projector's own process is handed over directly (`offer`); the others are read by
 `created_at`. The tail catches votes as they come, a re-read of the second behind it twice a second
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,10 +37,12 @@ import structlog
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from gaming.celebrity import CelebrityOffset
 from gaming.duels.feed import RatingFeed
 from gaming.duels.legacy import migrate_legacy_votes
 from gaming.duels.records import initial_rating_fields, rating_fields, rating_from_fields
 from gaming.ratings import DuelAdjustment, Outcome, Rating, RatingEnv
+from gaming.series import rate_order, rate_pick
 from gaming.vote_weights import VoteWeighting, rate_weighted
 from storage.background import BackgroundTask, pause, raise_if_cancelled
 from storage.clock import utcnow
@@ -43,7 +50,7 @@ from storage.leases import Lease
 from storage.mongo import long_work
 from storage.photos import PhotoRepository
 from storage.rating_batches import RatingBatchRepository
-from storage.votes import VoteRepository
+from storage.votes import SERIES_PICK, VoteRepository, answered_photos
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +110,16 @@ def _weight_fields(vote: Mapping[str, Any], weight: float) -> dict[str, Any]:
     return {**kept, "weight": weight}
 
 
+def _voter(vote: Mapping[str, Any]) -> dict[str, Any]:
+    """Who cast a vote left unrated (a photo deleted): it still counts in its player's progress."""
+    return {"player": vote["player"]} if vote.get("player") else {}
+
+
+def _entry_photos(entry: Mapping[str, Any]) -> list[Any]:
+    """The photos a batch entry rated: a duel's two, a series round's k."""
+    return list(entry["photos"]) if "photos" in entry else [entry["left"], entry["right"]]
+
+
 def _counts(fields: Mapping[str, Any], outcome_for_photo: str) -> dict[str, int]:
     counts = {k: int(fields.get(k, 0)) for k in ("votes", "wins", "losses", "draws")}
     counts["votes"] += 1
@@ -160,6 +177,27 @@ class RatingProjector:
                                          left_celebrity, right_celebrity, params, weight)
         return (rating_fields(new_left, self.env, _counts(left, _result(choice, "left"))),
                 rating_fields(new_right, self.env, _counts(right, _result(choice, "right"))))
+
+    def rate_series(self, photos: Sequence[Mapping[str, Any]], choice: str, ranks: Sequence[int],
+                    celebrity: Sequence[bool], params: Mapping[str, Any] | None, *,
+                    weight: float = 1.0) -> list[dict[str, Any]]:
+        """The rating fields of a series round's photos after one answer: a PICK (the photo at place 0 above
+        each other, `gaming.series.rate_pick`) or an ORDER (`ranks`: each photo's place, 0 best). Counts as
+        a duel vote does: one vote each, a win for the photo placed first, a loss for the others. A
+        celebrity offset in force acts as in a duel; weight 0 changes nothing."""
+        if weight == 0.0:
+            return [dict(p) for p in photos]
+        adjustment = self.adjustment_factory(params)
+        offset = adjustment.offset if isinstance(adjustment, CelebrityOffset) else 0.0
+        before, best = [rating_from_fields(p) for p in photos], min(ranks)
+        if choice == SERIES_PICK:
+            rated = rate_pick(before, list(ranks).index(best), self.env, weight=weight, celebrity=list(celebrity),
+                              celebrity_offset=offset)
+        else:
+            rated = rate_order(before, list(ranks), self.env, weight=weight, celebrity=list(celebrity),
+                               celebrity_offset=offset)
+        return [rating_fields(new, self.env, _counts(old, "wins" if rank == best else "losses"))
+                for old, new, rank in zip(photos, rated, ranks, strict=True)]
 
     def _rate(self, left: Rating, right: Rating, outcome: Outcome, left_celebrity: bool, right_celebrity: bool,
               params: Mapping[str, Any] | None, weight: float) -> tuple[Rating, Rating]:
@@ -254,7 +292,7 @@ class RatingProjector:
         return len(pending)
 
     async def _apply(self, votes: list[dict[str, Any]], horizon: datetime) -> None:
-        photos = await self.photos.rating_inputs([pid for v in votes for pid in (v["left"], v["right"])])
+        photos = await self.photos.rating_inputs([pid for v in votes for pid in answered_photos(v)])
         if any(int(p.get("rating_seq", 0)) > self.seq for p in photos.values()):
             raise LostLease(f"photos carry ratings newer than batch {self.seq}")
         params = await self.current_adjustment()
@@ -262,9 +300,12 @@ class RatingProjector:
         current = {pid: p["rating"] for pid, p in photos.items() if "rating" in p}
         entries: list[dict[str, Any]] = []
         for vote in votes:
+            if "photos" in vote:  # a series round
+                entries.append(self._series_entry(vote, current, photos, params, screening))
+                continue
             left, right = current.get(vote["left"]), current.get(vote["right"])
             if left is None or right is None:  # a photo was deleted: the vote stays in the log, unrated
-                entries.append({"vote": vote["_id"], "created_at": vote["created_at"], "gone": True})
+                entries.append({"vote": vote["_id"], "created_at": vote["created_at"], "gone": True, **_voter(vote)})
                 continue
             flags = (is_celebrity(photos[vote["left"]]), is_celebrity(photos[vote["right"]]))
             weight = self.weighting.weight_of(vote, screening.get(vote.get("player", "")))
@@ -276,7 +317,7 @@ class RatingProjector:
                 "left_rating": current[vote["left"]], "right_rating": current[vote["right"]],
                 **_weight_fields(vote, weight),
             })
-        touched = {pid for e in entries if not e.get("gone") for pid in (e["left"], e["right"])}
+        touched = {pid for e in entries if not e.get("gone") for pid in _entry_photos(e)}
         batch = {
             "_id": self.seq + 1, "written_at": utcnow(), "horizon": horizon,
             "max_created_at": max(v["created_at"] for v in votes), "adjustment": params, "entries": entries,
@@ -294,6 +335,21 @@ class RatingProjector:
         self.seq = batch["_id"]
         self.applied.update((v["_id"], v["created_at"]) for v in votes)
 
+    def _series_entry(self, vote: Mapping[str, Any], current: dict[Any, dict[str, Any]],
+                      photos: Mapping[Any, Mapping[str, Any]], params: Mapping[str, Any] | None,
+                      screening: Mapping[str, str]) -> dict[str, Any]:
+        """Apply one series round's answer to `current` and return its batch entry."""
+        shown = list(vote["photos"])
+        if any(pid not in current for pid in shown):  # a photo was deleted: logged, unrated
+            return {"vote": vote["_id"], "created_at": vote["created_at"], "gone": True, **_voter(vote)}
+        flags = [is_celebrity(photos[pid]) for pid in shown]
+        weight = self.weighting.weight_of(vote, screening.get(vote.get("player", "")))
+        rated = self.rate_series([current[pid] for pid in shown], vote["choice"], vote["ranks"], flags, params,
+                                 weight=weight)
+        current.update(zip(shown, rated, strict=True))
+        return {"vote": vote["_id"], "created_at": vote["created_at"], "photos": shown, "ranks": list(vote["ranks"]),
+                "choice": vote["choice"], "celebrity": flags, "ratings": rated, **_weight_fields(vote, weight)}
+
     async def drain(self, *, settle: bool = False) -> int:
         """Apply everything pending now (needs the lease); `settle` as for `step`."""
         if not await self.hold():
@@ -302,6 +358,15 @@ class RatingProjector:
         while (n := await self.step(settle=settle)) > 0:
             applied += n
         return applied
+
+    async def lag_seconds(self) -> float:
+        """How long the oldest vote that no batch has applied yet has waited; 0 when none waits.
+
+        Read from the batch records and the log, so every process can tell, the lease's holder or not. A
+        vote counts as waiting when it is newer than the newest vote of the last batch: one that landed
+        out of order just before that is not seen here (the sweep applies it), so this may understate."""
+        oldest = await self.votes.oldest_vote_after(await self.batches.newest_applied_at())
+        return 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
 
     # --- the background task -------------------------------------------------------------------------
 
@@ -343,20 +408,27 @@ class RatingProjector:
         """The ratings the log implies: each photo's prior from its stored quality, then every batch in
         order with the flags and parameters recorded in it. Pure reading."""
         fields = {f"entries.{name}": 1 for name in ("left", "right", "choice", "left_celebrity", "right_celebrity",
-                                                    "gone", "player", "anonymous", "history", "weight")}
+                                                    "gone", "player", "anonymous", "history", "weight", "photos",
+                                                    "ranks", "celebrity")}
         with long_work():
             rebased_to, weighting, excluded = _rebase_weights(await self.batches.last_rebase())
             ratings = {pid: initial_rating_fields(q, self.env) for pid, q in (await self.photos.priors()).items()}
             async for batch in self.batches.in_order({**fields, "adjustment": 1}):
                 rebased = int(batch["_id"]) < rebased_to
                 for entry in batch["entries"]:
-                    left, right = ratings.get(entry.get("left")), ratings.get(entry.get("right"))
-                    if entry.get("gone") or left is None or right is None:
+                    shown = [] if entry.get("gone") else _entry_photos(entry)
+                    if not shown or any(pid not in ratings for pid in shown):
                         continue
                     if rebased and "player" in entry:
                         weight = weighting.weight_of(entry, excluded.get(entry["player"]))
                     else:
                         weight = float(entry.get("weight", 1.0))
+                    if "photos" in entry:
+                        rated = self.rate_series([ratings[pid] for pid in shown], entry["choice"], entry["ranks"],
+                                                 entry["celebrity"], batch.get("adjustment"), weight=weight)
+                        ratings.update(zip(shown, rated, strict=True))
+                        continue
+                    left, right = ratings[entry["left"]], ratings[entry["right"]]
                     ratings[entry["left"]], ratings[entry["right"]] = self.rate(
                         left, right, entry["choice"], entry["left_celebrity"], entry["right_celebrity"],
                         batch.get("adjustment"), weight=weight)

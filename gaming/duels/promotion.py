@@ -2,19 +2,23 @@
 
 A photo is eligible once its rating is settled enough to promote: at least `min_votes` votes and sigma
 at most `max_sigma`. Eligible photos are ranked by conservative skill (what the 1-10 score shows), so a
-photo cannot be featured on one lucky vote. The featured set of a category is the eligible photos
+photo cannot be featured on one lucky vote. `featured` shows one photo per similarity group unless asked
+not to; leaderboards may ask for it. The featured set of a category is the eligible photos
 above the featured cut (`gaming.featured`: the top 10%, at least one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 from typing import Any
 
+from bson import ObjectId
+
 from gaming.duels.catalogue import DuelCatalogue
+from gaming.duels.diversity import one_per_group
 from gaming.featured import featured_count
 from storage.clock import utcnow
 from storage.pagination import Page
@@ -34,9 +38,11 @@ class Eligibility:
     max_sigma: float
 
 
-def eligible(rules: Eligibility, category: str | None = None, period: Period = Period.ALL) -> Settled:
+def eligible(rules: Eligibility, category: str | None = None, period: Period = Period.ALL,
+             excluding_owners: Sequence[str] = ()) -> Settled:
     since = None if period is Period.ALL else utcnow() - timedelta(days=period.value)
-    return Settled(min_votes=rules.min_votes, max_sigma=rules.max_sigma, category=category, since=since)
+    return Settled(min_votes=rules.min_votes, max_sigma=rules.max_sigma, category=category, since=since,
+                   excluding_owners=tuple(excluding_owners))
 
 
 class Promotion:
@@ -45,19 +51,40 @@ class Promotion:
         self.rules = rules
         self.catalogue = catalogue  # when given, featured sets come from it rather than from scans
 
-    async def leaderboard(self, category: str | None, period: Period, *, first: int, after: str | None) -> Page:
-        return await self.photos.settled_page(eligible(self.rules, category, period), first=first, after=after)
+    async def leaderboard(self, category: str | None, period: Period, *, first: int, after: str | None,
+                          excluding_owners: Sequence[str] = (), one_per_group: bool = False) -> Page:
+        """`excluding_owners`: the viewer's blocked users, left out of what they see. `one_per_group`:
+        each similarity group's best eligible photo only (`gaming.duels.diversity`)."""
+        settled = eligible(self.rules, category, period, excluding_owners)
+        if one_per_group:
+            return await self._one_per_group(settled, first=first, after=after)
+        return await self.photos.settled_page(settled, first=first, after=after)
 
-    async def featured(self, *, first: int) -> list[dict[str, Any]]:
-        return await self.photos.best_settled(eligible(self.rules), limit=first)
+    async def featured(self, *, first: int, excluding_owners: Sequence[str] = (),
+                       one_per_group: bool = True) -> list[dict[str, Any]]:
+        """The best eligible photos; by default one per similarity group, so the front page shows the
+        best of each subject rather than one subject's near-duplicates."""
+        settled = eligible(self.rules, excluding_owners=excluding_owners)
+        if one_per_group:
+            return (await self._one_per_group(settled, first=first, after=None)).docs
+        return await self.photos.best_settled(settled, limit=first)
+
+    async def _one_per_group(self, settled: Settled, *, first: int, after: str | None) -> Page:
+        async def read(size: int, cursor: str | None) -> Page:
+            return await self.photos.settled_page(settled, first=size, after=cursor)
+
+        async def tops(groups: Sequence[ObjectId]) -> dict[ObjectId, ObjectId]:
+            return await self.photos.group_tops(settled.query(), groups)
+
+        return await one_per_group(read, tops, first=first, after=after)
 
     async def featured_sets(self) -> dict[str | None, list[dict[str, Any]]]:
         """The featured photos of every category: the top fraction of its eligible photos."""
         if self.catalogue is not None:
             await self.catalogue.ensure_fresh()
             chosen = self.catalogue.featured(min_votes=self.rules.min_votes, max_sigma=self.rules.max_sigma)
-            docs = {d["_id"]: d for d in await self.photos.get_many([i for ids in chosen.values() for i in ids])
-                    if d is not None}
+            # READY ones only: another process's catalogue may still hold a photo deleted since
+            docs = {d["_id"]: d for d in await self.photos.ready_many([i for ids in chosen.values() for i in ids])}
             return {category: [docs[i] for i in ids if i in docs] for category, ids in chosen.items()}
         sets: dict[str | None, list[dict[str, Any]]] = {}
         for category in await self.photos.settled_categories(eligible(self.rules)):

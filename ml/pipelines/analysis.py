@@ -2,14 +2,15 @@
 
 All of the model work for a batch runs in one call on the model thread, so a batch costs one image
 forward pass (the text side is embedded once per vocabulary and cached by the tagger). The pure
-scoring lives in `ml.tagger` and `ml.quality`; this class only feeds them.
+scoring lives in `ml.tagger`, `ml.quality` and `ml.screening`; this class only feeds them. Content
+screening (`ml.screening`) reads the same embeddings: it adds no image pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ from PIL import Image
 from ml.pipelines.models import ModelRegistry
 from ml.pipelines.pixel_lane import run_in_pixel_lane
 from ml.quality import ClipIqa, Quality, TechnicalMeasures, combine_quality, technical_measures
+from ml.screening import Screening, ScreeningFactory
 from ml.tagger import TagSuggestion, ZeroShotTagger, choose_category, combine_suggestions, neighbour_tag_votes
 from ml.vocabulary import Vocabulary
 
@@ -27,15 +29,30 @@ class PhotoAnalysis:
     tag_scores: dict[str, float]
     category_scores: dict[str, float]
     quality: Quality
+    screening: dict[str, float] = field(default_factory=dict)  # unsafe-content score per label
+    screening_model: str | None = None  # None: no screening configured
+
+
+@dataclass(frozen=True)
+class _ModelPass:
+    vectors: np.ndarray
+    tags: np.ndarray
+    categories: np.ndarray
+    aesthetic: np.ndarray
+    screening: tuple[str, tuple[str, ...], np.ndarray] | None  # model id, labels, scores
 
 
 class PhotoAnalyzer:
-    def __init__(self, models: ModelRegistry, vocabulary: Vocabulary) -> None:
+    def __init__(self, models: ModelRegistry, vocabulary: Vocabulary, *,
+                 screening: ScreeningFactory | None = None) -> None:
+        """`screening`: builds the content classifier once the model is loaded; None screens nothing."""
         self.models = models
         self.base_vocabulary = vocabulary
         self._vocabulary = vocabulary
         self._tagger: ZeroShotTagger | None = None
         self._iqa: ClipIqa | None = None
+        self._screening_factory = screening
+        self._screening: Screening | None = None
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -55,10 +72,20 @@ class PhotoAnalyzer:
             self._iqa = ClipIqa(embedder)
         return self._tagger, self._iqa
 
-    def _model_pass(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _screen(self, images: Sequence[Image.Image], vectors: np.ndarray
+                ) -> tuple[str, tuple[str, ...], np.ndarray] | None:
+        if self._screening_factory is None:
+            return None
+        if self._screening is None:
+            self._screening = self._screening_factory(self.models.embedder())
+        screening = self._screening
+        return screening.model_id, tuple(screening.labels), np.asarray(screening.scores(images, vectors))
+
+    def _model_pass(self, images: Sequence[Image.Image]) -> _ModelPass:
         tagger, iqa = self._scorers()
         vectors = self.models.embedder().embed_images(images)
-        return vectors, tagger.tag_scores(vectors), tagger.category_scores(vectors), iqa.scores(vectors)
+        return _ModelPass(vectors=vectors, tags=tagger.tag_scores(vectors), categories=tagger.category_scores(vectors),
+                          aesthetic=iqa.scores(vectors), screening=self._screen(images, vectors))
 
     async def analyze(
         self, images: Sequence[Image.Image], original_sizes: Sequence[tuple[int, int] | None] | None = None
@@ -70,15 +97,18 @@ class PhotoAnalyzer:
         technical_task = asyncio.create_task(run_in_pixel_lane(
             lambda: [technical_measures(im, size) for im, size in zip(images, sizes, strict=True)]))
         try:
-            vectors, tags, categories, aesthetic = await self.models.run(self._model_pass, images)
+            out = await self.models.run(self._model_pass, images)
         finally:
             technical: list[TechnicalMeasures] = await technical_task
+        model, labels, screened = out.screening or (None, (), np.zeros((len(images), 0)))
         return [
             PhotoAnalysis(
-                vector=vectors[i].astype(np.float32),
-                tag_scores={t: float(s) for t, s in zip(vocab.tags, tags[i], strict=True)},
-                category_scores={c: float(s) for c, s in zip(vocab.categories, categories[i], strict=True)},
-                quality=combine_quality(float(aesthetic[i]), technical[i]),
+                vector=out.vectors[i].astype(np.float32),
+                tag_scores={t: float(s) for t, s in zip(vocab.tags, out.tags[i], strict=True)},
+                category_scores={c: float(s) for c, s in zip(vocab.categories, out.categories[i], strict=True)},
+                quality=combine_quality(float(out.aesthetic[i]), technical[i]),
+                screening={label: round(float(s), 4) for label, s in zip(labels, screened[i], strict=True)},
+                screening_model=model,
             )
             for i in range(len(images))
         ]

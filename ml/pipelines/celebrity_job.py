@@ -24,17 +24,14 @@ from ml.pipelines.face_model import FaceModelRegistry
 from storage.base import Doc, parse_object_id
 from storage.blobs import BlobNotFound, BlobStore
 from storage.clock import utcnow
+from storage.job_kinds import FACES, faces_job_key
 from storage.jobs import Defer, Done, Job, JobQueue, Outcome, Retry
 from storage.photos import READY, PhotoRepository
 from storage.vectors import VectorIndex
 
 log = structlog.get_logger(__name__)
 
-FACES = "faces"
-
-
-def faces_job_key(photo_id: ObjectId) -> str:
-    return f"faces:{photo_id}"
+__all__ = ["FACES", "FacesHandler", "enqueue_faces", "faces_job_key", "recheck_photos_with_faces"]
 
 
 def faces_field(found: Sequence[Face]) -> list[dict[str, Any]]:

@@ -1,10 +1,15 @@
-"""The ingest job, batched for the model: decode -> analyse -> index -> neighbours -> READY -> announce.
+"""The ingest job, batched for the model: decode -> analyse -> index -> neighbours -> group -> READY -> announce.
 
 Why batched: the forward pass is the cost, and several photos per pass is what makes the pipeline
 keep up with the bare model (bench/ingest.py measures the ratio). Per batch, not per photo: one read of
 the photo documents, one neighbour search (`ml.pipelines.photo_vectors`), one vector upsert and flush,
 one bulk write of offers to neighbours' lists and one of READY writes. On the 2-core reference box the
 database shares the cores with the model, so every round trip saved is forward-pass time.
+
+Content screening (`ml.screening`, scored in the same model pass) decides the status written: a photo
+whose score reaches a label's threshold is written HIDDEN pending review instead of READY, with its
+`moderation` sub-document, and its owner is told why instead of being sent the tag suggestions. It
+keeps everything else (vectors, suggestions, rating prior), so an approval makes it READY as it is.
 
 Idempotent by construction: the PROCESSING -> READY write is conditional, the vector write is an
 upsert, the neighbour offers replace their entries, and what follows READY (the announcement, the
@@ -16,7 +21,7 @@ compute, never a photo processed twice or an announcement lost.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,13 +33,17 @@ from ml.pipelines.analysis import PhotoAnalysis, PhotoAnalyzer
 from ml.pipelines.display_image import load_analysis_images, original_size
 from ml.pipelines.models import ModelRegistry
 from ml.pipelines.photo_vectors import PHOTO_SCALARS, Neighbourhood, NeighbourSearch, photo_collection
+from ml.screening import crossed
+from notifications.moderation import announce_held
 from notifications.outbox import Outbox, announce_suggestions_ready
 from storage.base import Doc, parse_object_id
 from storage.blobs import BlobNotFound, BlobStore
+from storage.clock import utcnow
 from storage.job_kinds import INGEST
 from storage.jobs import Defer, Done, Job, Outcome, Retry
 from storage.neighbours import by_neighbour, entry
-from storage.photos import PROCESSING, READY, PhotoRepository, ReadyFields, ReadyWrites
+from storage.photo_moderation import SCREENING, hidden
+from storage.photos import HIDDEN, PROCESSING, READY, PhotoRepository, ReadyFields, ReadyWrites
 from storage.vectors import VectorIndex
 
 log = structlog.get_logger(__name__)
@@ -46,6 +55,8 @@ class IngestConfig:
     near_duplicate_cosine: float
     suggestions_max: int
     batch_size: int
+    # label -> score at which screening holds a photo back (`ml.screening.crossed`); none: scores recorded only
+    screening_thresholds: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class IngestHandler:
         *,
         initial_rating: Callable[[float | None], dict[str, Any]],
         before_batch: Sequence[Callable[[], Awaitable[None]]] = (),
+        grouping: Callable[[Sequence[Doc]], Awaitable[None]] | None = None,
         after_ready: Sequence[Callable[[list[dict[str, Any]]], Awaitable[None]]] = (),
         on_announced: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
@@ -96,6 +108,7 @@ class IngestHandler:
         self.before_batch = list(before_batch)
         self.after_ready = list(after_ready)
         self.on_announced = on_announced
+        self.grouping = grouping  # `ml.pipelines.grouping`: READY photos into their similarity groups
 
     async def handle(self, jobs: Sequence[Job]) -> Mapping[Any, Outcome]:
         if not self.models.ready:
@@ -120,7 +133,7 @@ class IngestHandler:
                 pending.append((job, doc))
                 continue
             results[job.id] = Done({"skipped": "gone" if doc is None else doc["status"]})
-            if doc is not None and doc["status"] == READY:
+            if doc is not None and doc["status"] in (READY, HIDDEN):
                 finished.append(doc)
         if finished:
             await self._after_ready(finished, [len(d.get("suggestions", [])) for d in finished])
@@ -166,6 +179,8 @@ class IngestHandler:
         await self.photos.offer_neighbours(
             by_neighbour([(doc["_id"], d.offers) for doc, d in zip(docs, decisions, strict=True)]),
             self.config.neighbours_k)
+        if self.grouping is not None:  # before READY, so a READY photo is always in its group (idempotent)
+            await self.grouping([{**doc, **d.fields.doc(utcnow())} for doc, d in zip(docs, decisions, strict=True)])
         written = await self.photos.mark_ready([(doc["_id"], d.fields) for doc, d in zip(docs, decisions, strict=True)],
                                                self.config.neighbours_k)
         return await self._settle(work, decisions, written)
@@ -200,8 +215,10 @@ class IngestHandler:
 
     def _decide(self, doc: Doc, analysis: PhotoAnalysis, hood: Neighbourhood, collection: str) -> _Decision:
         """Everything the photo will become, computed before anything is written."""
-        votes_from = [(sim, d.get("tags", [])) for d, sim in hood.kept]
-        categories_from = [(sim, d["category"]) for d, sim in hood.kept if d.get("category")]
+        # a neighbour held back by moderation is kept in the list, but lends nothing to suggestions
+        voters = [(d, sim) for d, sim in hood.kept if d["status"] != HIDDEN]
+        votes_from = [(sim, d.get("tags", [])) for d, sim in voters]
+        categories_from = [(sim, d["category"]) for d, sim in voters if d.get("category")]
         suggestions, category, category_score = self.analyzer.suggest(
             analysis, votes_from, categories_from, limit=self.config.suggestions_max
         )
@@ -213,10 +230,22 @@ class IngestHandler:
                      "exposure": quality.exposure, "noise": quality.noise, "resolution": quality.resolution},
             neighbours=[entry(d["_id"], sim) for d, sim in hood.kept],
             duplicate_of=self._duplicate_of(doc, hood.kept), vector_collection=collection,
-            rating=self.initial_rating(quality.score),
+            rating=self.initial_rating(quality.score), **self._screened(analysis),
         )
-        return _Decision(fields=fields, row=self._row(doc, analysis, category, READY), offers=hood.offers,
+        status = READY if fields.moderation is None else HIDDEN
+        return _Decision(fields=fields, row=self._row(doc, analysis, category, status), offers=hood.offers,
                          suggestions=len(suggestions))
+
+    def _screened(self, analysis: PhotoAnalysis) -> dict[str, Any]:
+        """The screening's scores, and the moderation sub-document when a label reached its threshold."""
+        if analysis.screening_model is None:
+            return {}
+        screening = {"model": analysis.screening_model, "scores": analysis.screening}
+        flagged = crossed(analysis.screening, self.config.screening_thresholds)
+        if not flagged:
+            return {"screening": screening}
+        return {"screening": screening, "moderation": hidden(
+            SCREENING, flagged, round=0, at=utcnow(), scores={label: analysis.screening[label] for label in flagged})}
 
     @staticmethod
     def _row(doc: Doc, analysis: PhotoAnalysis, category: str, status: str) -> dict[str, Any]:
@@ -237,16 +266,27 @@ class IngestHandler:
         """Announce and hand on: idempotent (the announcement has a key, follow-up jobs are keyed), so a
         retried batch may run it again for photos it finds READY already."""
         for doc, count in zip(ready, suggestion_counts, strict=True):
-            record, created = await announce_suggestions_ready(self.outbox, doc, count)
+            record, created = await self._announce(doc, count)
             if created and self.on_announced is not None:
                 await self.on_announced(record)
         if ready:
             for step in self.after_ready:
                 await step(list(ready))
 
+    async def _announce(self, doc: Doc, count: int) -> tuple[dict[str, Any], bool]:
+        """The tag suggestions; for a photo screening held back, why it is hidden instead."""
+        moderation = doc.get("moderation") or {}
+        if doc["status"] == HIDDEN and moderation.get("source") == SCREENING and moderation.get("round", 0) == 0:
+            return await announce_held(self.outbox, doc, source=SCREENING, reasons=moderation.get("reasons", []),
+                                       round=0)
+        return await announce_suggestions_ready(self.outbox, doc, count)
+
     @staticmethod
     def _log_ready(photo_id: ObjectId, decision: _Decision) -> None:
         fields = decision.fields
+        if fields.moderation is not None:
+            log.info("photo.held_for_review", photo=str(photo_id), reasons=fields.moderation["reasons"],
+                     scores=fields.moderation.get("scores"))
         log.info("photo.ready", photo=str(photo_id), category=fields.category, suggestions=decision.suggestions,
                  quality=round(fields.quality["score"], 3), neighbours=len(fields.neighbours),
                  duplicate_of=str(fields.duplicate_of) if fields.duplicate_of else None)

@@ -10,6 +10,7 @@ GPU) does best, and it keeps torch off the event loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,8 +49,12 @@ class ModelRegistry:
         retry_seconds: float = 30.0,
         torch_threads: int = 0,
         blas_threads: int = 0,
+        on_run: Callable[[str, float], None] | None = None,
     ) -> None:
+        """`on_run(work, seconds)`: told after each call on the model thread how long it ran (the metrics'
+        model batch latency), `work` being the function's name."""
         self.name_or_path = name_or_path
+        self._on_run = on_run
         self._embedder = ClipEmbedder(name_or_path, device=device, batch_size=batch_size)
         self._retry_seconds = retry_seconds
         self._torch_threads = torch_threads
@@ -127,4 +132,13 @@ class ModelRegistry:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking model work on the model thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await loop.run_in_executor(self._executor, self._timed, fn, args)
+
+    def _timed(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """On the model thread: the time of the work itself, not of the wait for the thread."""
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            if self._on_run is not None:
+                self._on_run(getattr(fn, "__name__", "call").strip("_"), time.perf_counter() - started)

@@ -16,8 +16,9 @@ import numpy as np
 
 from storage.base import Doc, parse_object_id
 from storage.neighbours import Offer, improves
-from storage.photos import PROCESSING, READY, PhotoRepository
-from storage.vectors import ScalarField, VectorIndex, collection_name
+from storage.photo_moderation import PENDING
+from storage.photos import HIDDEN, PROCESSING, READY, PhotoRepository
+from storage.vectors import PHOTO_VECTORS, ScalarField, VectorIndex, collection_name
 
 PHOTO_SCALARS = (ScalarField("category", 64), ScalarField("owner", 128), ScalarField("status", 16))
 SHORT_LISTS_READ = 256  # at most this many short lists offered to per batch (a young collection has <= k)
@@ -25,7 +26,13 @@ SHORT_LISTS_READ = 256  # at most this many short lists offered to per batch (a 
 
 def photo_collection(model_id: str, dim: int) -> str:
     """Vectors of two models are not comparable: each model has its own collection."""
-    return collection_name("photos", model_id, dim)
+    return collection_name(PHOTO_VECTORS, model_id, dim)
+
+
+def listable(doc: Doc) -> bool:
+    """A photo that belongs in neighbour lists: READY, on its way there, or waiting for a moderator."""
+    return doc["status"] in (READY, PROCESSING) or (
+        doc["status"] == HIDDEN and (doc.get("moderation") or {}).get("state") == PENDING)
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,13 @@ class NeighbourSearch:
         return result
 
     async def _usable(self, reached: Sequence[Sequence[tuple[str, float]]]) -> dict[Any, Doc]:
-        """Every photo reached, in one read: READY ones and those still processing (which will be READY),
-        not FAILED ones. At scale the searches barely overlap, in a young catalogue a lot; either way it
-        is one round trip instead of one per photo."""
+        """Every photo reached, in one read: READY ones, those still processing (which will be READY) and
+        those held back pending review (an approval makes them READY with their lists whole; every reader
+        of a list shows READY photos only), not FAILED, rejected or deleted ones. At scale the searches
+        barely overlap, in a young catalogue a lot; either way it is one round trip instead of one per
+        photo."""
         ids = {oid for near in reached for i, _ in near if (oid := parse_object_id(i)) is not None}
-        return {d["_id"]: d for d in await self.photos.get_many(sorted(ids))
-                if d is not None and d["status"] in (READY, PROCESSING)}
+        return {d["_id"]: d for d in await self.photos.get_many(sorted(ids)) if d is not None and listable(d)}
 
     async def _short_list_offers(
         self, collection: str, docs: Sequence[Doc], vectors: np.ndarray, reached: Sequence[Sequence[tuple[str, float]]]

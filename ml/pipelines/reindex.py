@@ -31,13 +31,15 @@ async def reindex_all(
     *,
     neighbours_k: int,
     batch_size: int,
-    progress: Callable[[int], Any] | None = None,
+    progress: Callable[[str, int], Any] | None = None,
 ) -> int:
+    """`progress(step, total)`: a counter with `update(n)` and `close()` for each of the two steps
+    ("embedding", then "neighbour lists"), each counting photos."""
     embedder = analyzer.models.embedder()
     collection = photo_collection(embedder.model_id, embedder.dim)
     await vectors.ensure_collection(collection, embedder.dim, PHOTO_SCALARS)
     docs = await photos.ready_photos()
-    bar = progress(len(docs) * 2) if progress else None
+    bar = progress("embedding", len(docs)) if progress else None
     embedded: dict[Any, np.ndarray] = {}
     for start in range(0, len(docs), batch_size):
         batch = docs[start:start + batch_size]
@@ -55,7 +57,10 @@ async def reindex_all(
         embedded.update({d["_id"]: v for d, v in zip(batch, matrix, strict=True)})
         if bar is not None:
             bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     ids = list(embedded)
+    bar = progress("neighbour lists", len(ids)) if progress else None
     for start in range(0, len(ids), batch_size):
         chunk = ids[start:start + batch_size]
         hits = await vectors.search(collection, np.stack([embedded[i] for i in chunk]), limit=neighbours_k + 1)
