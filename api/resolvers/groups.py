@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.schema.common import Connection, connection, page_size, paged
-from api.schema.photos import AFTER, FIRST, PhotoGroup
+from api.schema.photos import PhotoGroup
 from photos.queries import category_filter
 
 CATEGORY = "Only the groups whose best photo is of this category; all groups when null"
@@ -16,8 +16,8 @@ CATEGORY = "Only the groups whose best photo is of this category; all groups whe
 
 async def groups(info: Info,
                  category: Annotated[str | None, strawberry.argument(description=CATEGORY)] = None,
-                 first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
-                 after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+                 first: int | None = None,
+                 after: str | None = None,
                  ) -> Connection[PhotoGroup]:
     size = page_size(first, info.context.services.settings.max_page_size)
     with paged():

@@ -10,6 +10,7 @@ import strawberry
 from bson import ObjectId
 from strawberry.types import Info
 
+from api.resolvers.blocks import blocked_owners
 from api.schema.common import Connection, connection, page_size, paged
 from api.schema.node import Node
 from api.schema.profiles import PublicProfile
@@ -248,17 +249,6 @@ class SimilarPhoto:
         description="Cosine similarity of the two photos' CLIP image embeddings: 1 is identical, higher is closer")
 
 
-async def _blocked_owners(info: Info) -> list[str]:
-    """The viewer's blocked users, whose photos a group leaves out as every list does (the request's
-    loader, as `api.resolvers.moderation.blocked_owners`, which this module cannot import: it imports us)."""
-    uid = info.context.principal.uid
-    return await info.context.loaders.blocked.load(uid) if uid is not None else []
-
-
-FIRST = "How many to return (default 20, at most PHOTODUEL_MAX_PAGE_SIZE)"
-AFTER = "The `endCursor` of the previous page"
-
-
 @strawberry.type(description="Photos of one subject: near-duplicates, crops and other shots that look alike, "
                              "grouped at upload. Only READY photos are members here.")
 class PhotoGroup(Node):
@@ -273,7 +263,7 @@ class PhotoGroup(Node):
     async def _shown(self, info: Info) -> tuple[GroupView, list[dict[str, Any]]]:
         """The group, and its members this viewer may see, best first."""
         view: GroupView = await info.context.loaders.group.load(self._group)
-        blocked = set(await _blocked_owners(info))
+        blocked = set(await blocked_owners(info))
         return view, [m for m in view.members if m.get("owner") not in blocked]
 
     @strawberry.field(description="How many READY photos the group has (a blocked user's not counted)")
@@ -297,11 +287,11 @@ class PhotoGroup(Node):
     @strawberry.field(description="The group's READY photos, best first (highest conservative skill)")
     async def photos(
         self, info: Info,
-        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
-        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[Photo]:
         size = page_size(first, info.context.services.settings.max_page_size)
         with paged():
             page = await info.context.services.group_reads.members(
-                self._group, first=size, after=after, excluding_owners=await _blocked_owners(info))
+                self._group, first=size, after=after, excluding_owners=await blocked_owners(info))
         return connection(page, Photo.from_doc)
