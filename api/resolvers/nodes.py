@@ -53,7 +53,9 @@ async def _resolve(info: Info, raw: str) -> Node | None:
     if not raw or len(raw) > 128:
         return None
     oid = parse_object_id(raw)
-    return await (_by_object_id(info, oid) if oid is not None else _by_uid(info, raw))
+    found = await _by_object_id(info, oid) if oid is not None else None
+    # a uid may look like an ObjectId (custom auth uids are the deployment's choice): people last
+    return found if found is not None else await _by_uid(info, raw)
 
 
 async def node(info: Info, id: Annotated[strawberry.ID, strawberry.argument(
