@@ -10,16 +10,20 @@ projector applied, in what order and with what result, lives in `rating_batches`
 
 A series round's answer (`gaming.duels.series_rounds`) is a document of the same log, told apart by
 ``photos`` (the k photos shown, in the order shown) and ``ranks`` (each photo's place, 0 best; a pick is
-0 for the picked photo and 1 for every other), choice PICK or ORDER, and no left/right; its ``pair`` is
-`series_key` of its photos, so a player answers one set of photos once. The projector rates it with
-`gaming.series`; the duel-only readers (`by_player`, the voter screening's) leave it out.
+0 for the picked photo and 1 for every other), choice PICK or ORDER, and no left/right. Its ``pair`` is
+an array (`series_keys`): `series_key` of its photos, so a player answers one set of photos once, and the
+`pair_key` of every two of them, because a round judges each of its pairs (a skipped round skips each):
+the unique (player, pair) index, multikey for these, then refuses a later duel or round over a pair this
+player already judged, and `judged_pairs` sees a round's pairs with no other read or index. A round of
+k photos costs 1 + k(k-1)/2 index entries (29 at the most, `gaming.series.MAX_SERIES`). The projector
+rates it with `gaming.series`; the duel-only readers (`by_player`, the voter screening's) leave it out.
 
 Two later writes, neither of which moves a rating: a deletion marks the votes of a deleted photo
 (`deleted_photos`: they stay, so every other photo's rating replays unchanged), and an account's erasure
 replaces its uid in `player` by one random id (the same for all its votes, so the log stays consistent).
 
 Three indexes, so an answer costs one small insert: _id, (player, pair) for "already judged" and
-the uniqueness, created_at for the projector's tail.
+the uniqueness (a duel's one key, a round's `series_keys`), created_at for the projector's tail.
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ def series_key(photos: Sequence[ObjectId]) -> str:
     return "series:" + ":".join(sorted(str(p) for p in photos))
 
 
+def series_keys(photos: Sequence[ObjectId]) -> list[str]:
+    """What a series round's answer keeps in ``pair``: the set's `series_key`, then every two photos'
+    `pair_key` (the round judges each of its pairs)."""
+    ids = list(photos)
+    return [series_key(ids), *(pair_key(a, b) for n, a in enumerate(ids) for b in ids[n + 1:])]
+
+
 def answered_photos(vote: Doc) -> list[ObjectId]:
     """The photos an answer is about: a duel's two, a series round's k."""
     return list(vote["photos"]) if "photos" in vote else [vote["left"], vote["right"]]
@@ -70,15 +81,23 @@ class VoteRepository(Repository):
         unjournaled writes when it is killed."""
         await self._journaled.insert_one(answer)
 
-    async def for_player_pair(self, player: str, pair: str) -> Doc | None:
-        return await self.collection.find_one({"player": player, "pair": pair})
+    async def for_player_keys(self, player: str, keys: Sequence[str]) -> list[Doc]:
+        """This player's answers holding any of these keys (a duel's pair, a round's `series_keys`): the
+        ones an insert with these keys collides with. A few at most (index `player_pair_unique`)."""
+        return await self.collection.find({"player": player, "pair": {"$in": list(keys)}}).to_list(None)
 
     async def judged_pairs(self, player: str, keys: Sequence[str]) -> set[str]:
-        """Which of these pairs this player answered (voted or skipped)."""
+        """Which of these pairs (or series sets) this player answered (voted or skipped), in a duel or as
+        two photos of a series round."""
         if not keys:
             return set()
-        cursor = self.collection.find({"player": player, "pair": {"$in": list(keys)}}, {"pair": 1, "_id": 0})
-        return {d["pair"] async for d in cursor}
+        wanted = set(keys)
+        cursor = self.collection.find({"player": player, "pair": {"$in": list(wanted)}}, {"pair": 1, "_id": 0})
+        judged: set[str] = set()
+        async for d in cursor:
+            held = d["pair"]
+            judged.update(wanted.intersection(held) if isinstance(held, list) else (held,))
+        return judged
 
     async def count_for_player(self, player: str, *, limit: int) -> int:
         """How many votes (not skips) this player cast, counted up to `limit` (the weight needs no more)."""

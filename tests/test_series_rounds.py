@@ -14,13 +14,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from bson import ObjectId
 
+from gaming.duels.series_tickets import SeriesKind, SeriesTicket
 from photoduel.settings import Settings
+from storage.clock import utcnow
 from tests.servers import LiveServer, graphql
 from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, skimage_photo, upload_ok, wait_ready
@@ -223,6 +226,99 @@ async def _uploader(url: str, deadline: float, tally: Tally) -> int:
             seed += 1
             await asyncio.sleep(1.0)
     return uploaded
+
+
+def pair_of(a: str, b: str) -> frozenset[str]:
+    return frozenset((a, b))
+
+
+def pairs_in(ids: list[str]) -> set[frozenset[str]]:
+    return {pair_of(a, b) for n, a in enumerate(ids) for b in ids[n + 1:]}
+
+
+async def _judge(url: str, player: str, steps: int, seen: dict[str, list[str]], tally: Tally, seed: int) -> None:
+    """One player: a round first, then duels and rounds mixed; every duel or round offered must leave out
+    every pair this player judged before (in a duel or as two photos of a round). `seen` collects what
+    was offered, for the test to check the claims against."""
+    rng = random.Random(seed)
+    judged: set[frozenset[str]] = set()
+    async with httpx.AsyncClient(base_url=url, timeout=40, limits=LIMITS) as http:
+        for step in range(steps):
+            if step % 4 == 0:
+                shown = (await _post(http, tally, NEXT_ROUND, {}, player)).get("data", {}).get("nextSeriesRound")
+                if shown is None:
+                    continue
+                ids = [p["id"] for p in shown["photos"]]
+                if again := pairs_in(ids) & judged:
+                    tally.problems.append(f"{player}: a round with pairs already judged: {again}")
+                body = await _post(http, tally, VOTE_ROUND, {"id": shown["id"], "b": rng.choice(ids)}, player)
+                if (body.get("data") or {}).get("voteSeriesRound", {}).get("accepted"):
+                    judged |= pairs_in(ids)
+                    seen["rounds"].append(player)
+                continue
+            duel = (await _post(http, tally, NEXT_DUEL, {}, player)).get("data", {}).get("nextDuel")
+            if duel is None:
+                continue
+            pair = pair_of(duel["left"]["id"], duel["right"]["id"])
+            seen["duels"].append(player)
+            if pair in judged:
+                tally.problems.append(f"{player}: a duel over a pair already judged: {sorted(pair)}")
+            if rng.random() < 0.5:  # half are voted, the rest left to expire (drawn again, never judged)
+                body = await _post(http, tally, VOTE_DUEL, {"id": duel["id"], "c": rng.choice(["LEFT", "RIGHT"])},
+                                   player)
+                if (body.get("data") or {}).get("voteDuel", {}).get("accepted"):
+                    judged.add(pair)
+
+
+def test_a_rounds_pairs_count_as_judged_for_every_later_duel_and_round_with_players_at_once(
+    server: LiveServer, catalogue: list[str]
+) -> None:
+    tally = Tally()
+    seen: dict[str, list[str]] = {"rounds": [], "duels": []}
+
+    async def crowd() -> None:
+        await asyncio.gather(*(_judge(server.url, f"judge-{n}", 16, seen, tally, 50 + n) for n in range(8)))
+
+    server.wait_model()
+    asyncio.run(crowd())
+    assert not tally.problems, tally.problems[:5]
+    assert set(tally.codes) <= {"ALREADY_VOTED"}, tally.codes  # two tickets drawn before either was answered
+    # every player answered a round, and many duels were drawn after the rounds: the check had its chance
+    assert Counter(seen["rounds"]).keys() == {f"judge-{n}" for n in range(8)}, seen["rounds"]
+    assert len(seen["duels"]) >= 40, len(seen["duels"])
+
+
+def test_a_ticket_drawn_before_a_round_over_one_of_its_pairs_is_already_voted(
+    server: LiveServer, catalogue: list[str]
+) -> None:
+    """Tickets are signed, not stored, so a duel (or a round) may be drawn before an answer judges one of its
+    pairs: answering it afterwards is refused, and the log keeps one judgement per player and pair."""
+    db = server.services.db
+    player = "early-ticket"
+    with server.client() as http:
+        shown = round_for(http, player)
+        ids = [p["id"] for p in shown["photos"]]
+        docs = server.run(server.services.photos.get_many([ObjectId(i) for i in ids[:2]]))
+        early = server.services.duels.issue(player, docs[0], docs[1])  # drawn before the round is answered
+        assert graphql(http, VOTE_ROUND, {"id": shown["id"], "b": ids[1]},
+                       headers=auth_header(player))["data"]["voteSeriesRound"]["accepted"]
+        logged = server.run(db.votes.count_documents({"player": player}))
+        late = graphql(http, VOTE_DUEL, {"id": early.id, "c": "LEFT"}, headers=auth_header(player))
+        assert code(late) == "ALREADY_VOTED", late
+        # the other way round: a duel answered first, then a round over that pair and a photo more
+        duel_player = "duel-first"
+        duel = server.services.duels.issue(duel_player, docs[0], docs[1])
+        assert graphql(http, VOTE_DUEL, {"id": duel.id, "c": "RIGHT"},
+                       headers=auth_header(duel_player))["data"]["voteDuel"]["accepted"]
+        ticket = SeriesTicket(kind=SeriesKind.ROUND, nonce=ObjectId(), player=duel_player,
+                              photos=tuple(ObjectId(i) for i in ids[:3]),
+                              expires_at=(utcnow() + timedelta(minutes=5)).replace(microsecond=0))
+        round_id = server.services.series_rounds.signer.sign(ticket)
+        refused = graphql(http, VOTE_ROUND, {"id": round_id, "b": ids[2]}, headers=auth_header(duel_player))
+        assert code(refused) == "ALREADY_VOTED", refused
+        assert code(graphql(http, SKIP_ROUND, {"id": round_id}, headers=auth_header(duel_player))) == "ALREADY_VOTED"
+    assert server.run(db.votes.count_documents({"player": player})) == logged
+    assert server.run(db.votes.count_documents({"player": duel_player})) == 1
 
 
 def test_players_answer_rounds_and_duels_at_once_and_every_answer_is_applied_once(

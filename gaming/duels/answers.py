@@ -2,7 +2,8 @@
 
 A duel (`gaming.duels.service`) and a series round (`gaming.duels.series_rounds`) are answered alike: the
 ticket is signed, not stored, so the answer is one insert into the vote log (`storage.votes`), unique per
-ticket and per player and set of photos, and that insert is its acknowledgement. The rules are checked in
+ticket and per player and pair of photos (a round's answer holds every pair it shows, so a pair judged in
+a round is judged for duels too), and that insert is its acknowledgement. The rules are checked in
 the order a client can act on: already answered -> ALREADY_VOTED (the very same answer repeated gets the
 first result: a client retrying after a timeout must not see an error for an answer that counted),
 expired -> DUEL_EXPIRED, a photo no longer READY -> NOT_FOUND (a signed ticket is not re-read, so the
@@ -85,7 +86,8 @@ class Answering:
     nonce: ObjectId  # the answer's `_id`: one ticket, one answer
     player: str
     photos: Sequence[ObjectId]
-    pair: str  # the log's key for this player's answer to these photos (`pair_key`, `series_key`)
+    # the log's keys for this player's answer to these photos: a duel's `pair_key`, a round's `series_keys`
+    keys: Sequence[str]
     expires_at: datetime
 
     def expired(self) -> bool:
@@ -107,8 +109,10 @@ class AnswerLog:
         self.wording = wording
 
     async def existing(self, ticket: Answering) -> dict[str, Any] | None:
-        """The answer already given to these photos by this player (to this or another ticket)."""
-        return await self.votes.for_player_pair(ticket.player, ticket.pair)
+        """The answer already given to these photos, or to two of them, by this player (to this ticket, which
+        comes first, or another one: a duel, or a round that showed them)."""
+        found = await self.votes.for_player_keys(ticket.player, ticket.keys)
+        return next((d for d in found if d["_id"] == ticket.nonce), found[0] if found else None)
 
     async def vote(self, ticket: Answering, answer: Callable[[], dict[str, Any]], *, anonymous: bool,
                    same: Callable[[Mapping[str, Any]], bool], accepted: Callable[[dict[str, Any]], None],
@@ -132,7 +136,7 @@ class AnswerLog:
                 await self.votes.insert(document)
                 accepted(document)
                 return await result(True, waiting)
-            except DuplicateKeyError:  # answered before (a retry, a skip, another ticket for these photos)
+            except DuplicateKeyError:  # answered before (a retry, a skip, another ticket for these photos or a pair)
                 existing = await self.existing(ticket)
                 if existing is None:
                     raise

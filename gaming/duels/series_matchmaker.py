@@ -8,8 +8,10 @@ neighbour candidates), chosen one by one without replacement by the duel's score
 (`gaming.contenders.choose_opponents`, as bench/ranking_sim.py --series measures), and a short list is
 filled with little-voted photos of the category. The duel rules hold between every two photos of a
 round, not only against the anchor: never the player's own or a blocked owner's, never two photos of one
-owner, never near-duplicates, never a photo this player judged against the anchor, and never a set of
-photos this player answered already.
+owner, never near-duplicates, and never two photos this player judged together already, in a duel or in a
+round (an answered round judges each of its pairs: `storage.votes.series_keys`). The pairs with the anchor
+are screened as a duel's candidates are; the others with one read of the whole round's pairs, dropping
+the later-chosen photo of a judged pair (and a round left with fewer than three photos).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from gaming.duels.matchmaker import FALLBACK_CANDIDATES, Matchmaker
 from gaming.matchmaking import RatedPhoto, wants_boundary_duel, wants_placement
 from gaming.series import MAX_SERIES
 from storage.photos import READY
-from storage.votes import series_key
+from storage.votes import pair_key, series_key
 
 
 @dataclass(frozen=True)
@@ -51,22 +53,38 @@ class SeriesMatchmaker:
 
     async def _round(self, player: str, category: str | None, choice: RatedPhoto, anchor: int,
                      anchor_doc: dict[str, Any], boundary: float, hidden: tuple[str, ...]) -> SeriesPick | None:
-        """The round around this anchor; None when it allows none (too few photos, a set this player
-        answered already, or a photo gone since the catalogue read it)."""
+        """The round around this anchor; None when it allows none (too few photos once pairs this player
+        judged are left out, or a photo gone since the catalogue read it)."""
         mm = self.matchmaker
         catalogue = mm.catalogue
         found = await self._members(player, category, choice, anchor, anchor_doc, boundary, hidden)
         if found is None:
             return None
-        members, group_round = found
-        if await mm.votes.judged_pairs(player, [series_key([catalogue.ids[i] for i in members])]):
-            return None  # this player answered these very photos already
+        members, group_round = await self._unjudged_together(player, found[0]), found[1]
+        if len(members) < 3:
+            return None
         docs = await mm.photos.get_many([catalogue.ids[i] for i in members])
         gone = [i for i, d in zip(members, docs, strict=True)
                 if d is None or d.get("status") != READY or "rating" not in d]
         for i in gone:
             catalogue.remove(catalogue.ids[i])
         return None if gone else SeriesPick(photos=tuple(d for d in docs if d is not None), group_round=group_round)
+
+    async def _unjudged_together(self, player: str, members: list[int]) -> list[int]:
+        """`members` (the anchor first, then by preference) less each photo this player already judged
+        together with one kept before it: one indexed read of every pair's key, and of the set's (an answer
+        logged before rounds kept their pairs holds only that)."""
+        ids = self.matchmaker.catalogue.ids
+        keys = {(a, b): pair_key(ids[a], ids[b]) for n, a in enumerate(members) for b in members[n + 1:]}
+        whole = series_key([ids[i] for i in members])
+        judged = await self.matchmaker.votes.judged_pairs(player, [whole, *keys.values()])
+        if whole in judged:
+            return []
+        kept: list[int] = []
+        for b in members:
+            if all(keys[(a, b)] not in judged for a in kept):
+                kept.append(b)
+        return kept
 
     async def _members(self, player: str, category: str | None, choice: RatedPhoto, anchor: int,
                        anchor_doc: dict[str, Any], boundary: float, hidden: tuple[str, ...]

@@ -4,8 +4,10 @@ One pick among k photos says more than one duel vote (bench/ranking_sim.py --ser
 "Series rounds"), so players who want fewer, richer taps get rounds. A round travels the duel's path
 exactly: `nextSeriesRound` signs a ticket (`gaming.duels.series_tickets`) and writes nothing; the answer
 is one insert into the same vote log (`storage.votes`, unique per ticket and per player and set of
-photos), which is its acknowledgement; the one rating projector applies it in log order with the duel
-votes (`gaming.duels.projector`, by `gaming.series`), and no request writes a rating. The rules and their
+photos, and per player and pair: an answered or skipped round judges every two of its photos, so no later
+duel or round offers the player one of those pairs), which is its acknowledgement; the one rating
+projector applies it in log order with the duel votes (`gaming.duels.projector`, by `gaming.series`), and
+no request writes a rating. The rules and their
 order are the duel's, on the one answer path both take (`gaming.duels.answers`): unknown -> NOT_FOUND,
 someone else's -> FORBIDDEN, already answered -> ALREADY_VOTED (the very same answer repeated gets the
 first result), expired -> DUEL_EXPIRED, a photo no longer READY -> NOT_FOUND; and an answer that names a
@@ -42,14 +44,14 @@ from gaming.duels.series_tickets import InvalidSeriesTicket, SeriesKind, SeriesT
 from storage.clock import utcnow
 from storage.photos import DELETED, PhotoRepository
 from storage.rating_batches import RatingBatchRepository
-from storage.votes import SERIES_ORDER, SERIES_PICK, SKIP, VoteRepository, series_key
+from storage.votes import SERIES_ORDER, SERIES_PICK, SKIP, VoteRepository, series_keys
 
 log = structlog.get_logger(__name__)
 
 WORDING = Wording(
     expired="this series round has expired: ask for the next one",
     gone="a photo of this round is no longer in play: ask for the next one",
-    judged="you already judged these photos",
+    judged="you already judged these photos, or two of them together",
     skipped="this series round was skipped",
     otherwise="this series round was already answered otherwise",
     answered="this series round was already answered",
@@ -143,7 +145,7 @@ class SeriesRounds:
     def _answer(self, ticket: SeriesTicket, choice: str, ranks: Sequence[int] | None) -> dict[str, Any]:
         answer: dict[str, Any] = {
             "_id": ticket.nonce, "player": ticket.player, "photos": list(ticket.photos),
-            "pair": series_key(ticket.photos), "choice": choice, "category": ticket.category,
+            "pair": series_keys(ticket.photos), "choice": choice, "category": ticket.category,
             "created_at": to_millis(utcnow()),
         }
         if ranks is not None:
@@ -155,7 +157,7 @@ class SeriesRounds:
     @staticmethod
     def _answering(ticket: SeriesTicket) -> Answering:
         return Answering(nonce=ticket.nonce, player=ticket.player, photos=ticket.photos,
-                         pair=series_key(ticket.photos), expires_at=ticket.expires_at)
+                         keys=series_keys(ticket.photos), expires_at=ticket.expires_at)
 
     async def vote(self, round_id: str, player: str, best: ObjectId, order: Sequence[ObjectId] | None = None, *,
                    anonymous: bool = False) -> RoundOutcome:

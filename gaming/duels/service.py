@@ -174,7 +174,7 @@ class DuelService:
     @staticmethod
     def _answering(ticket: Ticket) -> Answering:
         return Answering(nonce=ticket.nonce, player=ticket.player, photos=(ticket.left, ticket.right),
-                         pair=pair_key(ticket.left, ticket.right), expires_at=ticket.expires_at)
+                         keys=(pair_key(ticket.left, ticket.right),), expires_at=ticket.expires_at)
 
     async def vote(self, duel_id: str, player: str, choice: Outcome, *, anonymous: bool = False) -> VoteOutcome:
         """`anonymous`: an anonymous Firebase account. It is recorded with the vote, with how many votes
