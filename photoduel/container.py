@@ -154,7 +154,8 @@ class Services:
     private_series: PrivateSeries
     promotion: Promotion
     # Similarity groups: membership (written at ingest; `remove_member` when a photo is deleted), the views
-    # players read, and the listing summaries a maintenance chore keeps current.
+    # players read, and the listing summaries a maintenance chore keeps current (and the requests that hide,
+    # approve, delete or recategorise a member refresh at once: `GroupRanks.refresh_photos`).
     groups: SimilarityGroups
     group_reads: GroupReads
     group_ranks: GroupRanks
@@ -277,12 +278,14 @@ def build_screening(settings: Settings) -> ScreeningFactory | None:
 
 
 def build_moderation(settings: Settings, db: AsyncDatabase[dict[str, Any]], photos: PhotoRepository, outbox: Outbox,
-                     catalogue: DuelCatalogue, notifications: NotificationService) -> ModerationService:
-    """Reports and decisions; this process's duel catalogue follows the photos they hide and bring back."""
+                     catalogue: DuelCatalogue, notifications: NotificationService,
+                     group_ranks: GroupRanks) -> ModerationService:
+    """Reports and decisions; this process's duel catalogue follows the photos they hide and bring back, and
+    the similarity groups' listing is summarised again at once."""
     return ModerationService(
         photos, PhotoReportRepository(db), ModerationDecisionRepository(db), outbox,
         reports_to_hide=settings.moderation_reports_to_hide, on_hidden=lambda doc: catalogue.remove(doc["_id"]),
-        on_ready=catalogue.add, on_announced=notifications.announced,
+        on_ready=catalogue.add, on_announced=notifications.announced, refresh_groups=group_ranks.refresh_photos,
     )
 
 
@@ -332,7 +335,8 @@ class Stores:
 
 
 def build_deletion(settings: Settings, db: AsyncDatabase[dict[str, Any]], stores: Stores, *,
-                   groups: SimilarityGroups, progress: PlayerProgress, rate_limits: RateLimiter,
+                   groups: SimilarityGroups, group_ranks: GroupRanks, progress: PlayerProgress,
+                   rate_limits: RateLimiter,
                    seen_users: SeenUsers, catalogue: DuelCatalogue,
                    wake: Callable[[], None]) -> tuple[PhotoDeletion, AccountErasure]:
     """A photo's deletion and an account's erasure, over the removal of a deleted photo's traces they share.
@@ -342,7 +346,8 @@ def build_deletion(settings: Settings, db: AsyncDatabase[dict[str, Any]], stores
                          neighbours_k=settings.neighbours_k,
                          forget_photo=(groups.remove_member, reports.delete_for_photo,
                                        SeriesVoteRepository(db).delete_for_photo))
-    deletion = PhotoDeletion(stores.photos, stores.jobs, traces, on_deleted=catalogue.remove, on_enqueued=wake)
+    deletion = PhotoDeletion(stores.photos, stores.jobs, traces, on_deleted=catalogue.remove, on_enqueued=wake,
+                             refresh_groups=group_ranks.refresh_photos)
     account_stores = AccountStores(
         users=stores.users, votes=VoteRepository(db), batches=RatingBatchRepository(db),
         voter_flags=VoterFlagRepository(db), devices=DeviceRepository(db), outbox=stores.outbox, blobs=stores.blobs,
@@ -356,7 +361,8 @@ def build_deletion(settings: Settings, db: AsyncDatabase[dict[str, Any]], stores
 
     erasure = AccountErasure(account_stores, stores.photos, traces, stores.jobs,
                              sweep_after_seconds=settings.account_erasure_sweep_seconds, on_erased=seen_users.forget,
-                             on_photos_deleted=leave_catalogue, on_enqueued=wake)
+                             on_photos_deleted=leave_catalogue, on_enqueued=wake,
+                             refresh_groups=group_ranks.refresh_photos)
     return deletion, erasure
 
 
@@ -387,7 +393,8 @@ def build_services(settings: Settings, mongo: AsyncMongoClient[dict[str, Any]], 
     seen_users = SeenUsers(users, refresh_seconds=settings.user_recheck_seconds)
     rate_limits = build_rate_limiter(settings, db)
     photo_deletion, account_erasure = build_deletion(settings, db, Stores(photos, blobs, vectors, jobs, users, outbox),
-                                                     groups=groups, progress=progress, rate_limits=rate_limits,
+                                                     groups=groups, group_ranks=group_ranks, progress=progress,
+                                                     rate_limits=rate_limits,
                                                      seen_users=seen_users,
                                                      catalogue=catalogue, wake=job_doorbell.set)
     return Services(
@@ -406,9 +413,10 @@ def build_services(settings: Settings, mongo: AsyncMongoClient[dict[str, Any]], 
             display_max_side=settings.display_max_side, thumbnail_max_side=settings.thumbnail_max_side,
         ), decode_threads=settings.upload_decode_threads, on_enqueued=job_doorbell.set),
         photo_queries=PhotoQueries(photos),
-        photo_editor=PhotoEditor(photos, upload_rules, vocabulary.categories, on_recategorised=catalogue.add),
+        photo_editor=PhotoEditor(photos, upload_rules, vocabulary.categories, on_recategorised=catalogue.add,
+                                 refresh_groups=group_ranks.refresh_photos),
         photo_deletion=photo_deletion, account_erasure=account_erasure,
-        moderation=build_moderation(settings, db, photos, outbox, catalogue, notifications),
+        moderation=build_moderation(settings, db, photos, outbox, catalogue, notifications, group_ranks),
         blocks=Blocks(BlockRepository(db), users),
         models=models, analyzer=PhotoAnalyzer(models, vocabulary, screening=build_screening(settings)),
         faces=FaceModelRegistry(),

@@ -3,7 +3,8 @@
 At once (the request): the job `account_erasure:<uid>` is written, durable; the user's document is
 reduced to an erasure mark (`storage.users`: profile, names and preferences gone, and every request
 with the uid is refused from then on: FORBIDDEN); every photo of the account becomes a tombstone in
-one call, so the account reads as deleted everywhere; its devices go, so nothing already queued for it
+one call, so the account reads as deleted everywhere (their similarity groups summarised again, so the
+group listing drops them too); its devices go, so nothing already queued for it
 is pushed to its phones. The job then erases, every step a no-op when repeated, so a run cut off
 anywhere (a crash, a restart) is simply run again:
 
@@ -42,6 +43,7 @@ import structlog
 from accounts.rate_limits import RateLimiter, user_subject
 from notifications.devices import DeviceRepository
 from notifications.outbox import Outbox
+from photos.group_listing import RefreshGroups, no_refresh
 from photos.queries import Viewer
 from photos.traces import PhotoTraces
 from storage.blobs import BlobStore
@@ -111,9 +113,10 @@ class AccountErasure:
     def __init__(self, stores: AccountStores, photos: PhotoRepository, traces: PhotoTraces, jobs: JobQueue, *,
                  sweep_after_seconds: float, on_erased: Callable[[str], None] = lambda uid: None,
                  on_photos_deleted: Callable[[Sequence[Any]], None] = lambda ids: None,
-                 on_enqueued: Callable[[], None] = lambda: None) -> None:
+                 on_enqueued: Callable[[], None] = lambda: None, refresh_groups: RefreshGroups = no_refresh) -> None:
         """`on_erased`: this process refuses the uid at once; `on_photos_deleted`: they leave its duel
-        catalogue; `on_enqueued`: wakes its worker."""
+        catalogue; `on_enqueued`: wakes its worker; `refresh_groups`: their similarity groups are
+        summarised again (`photos.group_listing`)."""
         self.stores = stores
         self.photos = photos
         self.traces = traces
@@ -122,6 +125,7 @@ class AccountErasure:
         self.on_erased = on_erased
         self.on_photos_deleted = on_photos_deleted
         self.on_enqueued = on_enqueued
+        self.refresh_groups = refresh_groups
 
     async def request(self, viewer: Viewer, uid: str | None = None) -> Erasure:
         """Erase the caller's account, or (an admin) another's. Raises UnknownAccount, NotYourAccount."""
@@ -162,7 +166,9 @@ class AccountErasure:
         # for the account (a suggestion, a badge) reaches its phones from here on
         await self.stores.devices.forget_user(uid)
         if await self.photos.tombstone_owned(uid, by="account"):
-            self.on_photos_deleted([t["_id"] for t in await self.photos.unfinished_deletions(owner=uid)])
+            tombstones = await self.photos.unfinished_deletions(owner=uid)
+            self.on_photos_deleted([t["_id"] for t in tombstones])
+            await self.refresh_groups(tombstones)
         return mark
 
     async def run(self, payload: Mapping[str, Any]) -> Outcome:

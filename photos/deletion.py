@@ -6,7 +6,9 @@ and its image URLs answer 404 (every public read asks for READY; the vote re-rea
 ticket, so a ticket drawn before the deletion is refused). This process's matchmaking catalogue drops
 it at once, the others' at their next poll (`gaming.duels.catalogue`). Were the request to die between
 the two writes, the job makes the tombstone itself; the other order could leave a tombstone whose
-traces no job would ever remove.
+traces no job would ever remove. The photo's similarity group is summarised again before the request
+answers (`refresh_groups`), so the group listing drops it at once too (the tombstone keeps `group_id`
+until the job has taken it out of the group).
 
 Who may: the owner and admins. Another user gets FORBIDDEN for a photo they can see, and not-found for
 one they cannot (one still processing, or deleted already): its existence is not told. A repeated
@@ -27,6 +29,7 @@ import structlog
 from bson import ObjectId
 
 from photos.editing import NotPhotoOwner, PhotoNotFound
+from photos.group_listing import RefreshGroups, no_refresh
 from photos.queries import Viewer, visible
 from photos.traces import PhotoTraces
 from storage.base import Doc, parse_object_id
@@ -62,13 +65,15 @@ def deletion_of(tombstone: Doc) -> Deletion:
 class PhotoDeletion:
     def __init__(self, photos: PhotoRepository, jobs: JobQueue, traces: PhotoTraces, *,
                  on_deleted: Callable[[ObjectId], None] = lambda photo_id: None,
-                 on_enqueued: Callable[[], None] = lambda: None) -> None:
-        """`on_deleted`: the photo leaves this process's duel catalogue; `on_enqueued`: wakes its worker."""
+                 on_enqueued: Callable[[], None] = lambda: None, refresh_groups: RefreshGroups = no_refresh) -> None:
+        """`on_deleted`: the photo leaves this process's duel catalogue; `on_enqueued`: wakes its worker;
+        `refresh_groups`: its similarity group is summarised again (`photos.group_listing`)."""
         self.photos = photos
         self.jobs = jobs
         self.traces = traces
         self.on_deleted = on_deleted
         self.on_enqueued = on_enqueued
+        self.refresh_groups = refresh_groups
 
     async def delete(self, viewer: Viewer, photo_id: str) -> Deletion:
         """Raises PhotoNotFound, NotPhotoOwner."""
@@ -87,6 +92,7 @@ class PhotoDeletion:
         if tombstone is None:  # gone between the read and the write (never expected: tombstones stay)
             raise PhotoNotFound(photo_id)
         self.on_deleted(doc["_id"])
+        await self.refresh_groups([tombstone])
         self.on_enqueued()
         log.info("photo.deletion_requested", photo=str(doc["_id"]), by=by)
         return deletion_of(tombstone)

@@ -8,7 +8,9 @@ photo (`category_model`, see `storage.photos`). Matchmaking's catalogue learns t
 `on_recategorised`: at once in this process, in the others at their full reload
 (`PHOTODUEL_CATALOGUE_RELOAD_SECONDS`); until then they may pair the photo in its old category, which
 costs a less fitting pair, nothing more (see `gaming.duels.catalogue`). The lists (`photos(category:)`)
-read the database, so they show the change at once everywhere.
+read the database, so they show the change at once everywhere; the similarity groups' listing is
+ordered by stored summaries, so the photo's group is summarised again before the request answers
+(`refresh_groups`, `photos.group_listing`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from photos.group_listing import RefreshGroups, no_refresh
 from photos.queries import Viewer, category_filter, visible
 from photos.upload_rules import UploadArgumentError, UploadRules
 from storage.base import Doc, parse_object_id
@@ -42,11 +45,13 @@ class InvalidEdit(ValueError):
 
 class PhotoEditor:
     def __init__(self, photos: PhotoRepository, rules: UploadRules, categories: Iterable[str], *,
-                 on_recategorised: Callable[[Mapping[str, Any]], None] = lambda doc: None) -> None:
+                 on_recategorised: Callable[[Mapping[str, Any]], None] = lambda doc: None,
+                 refresh_groups: RefreshGroups = no_refresh) -> None:
         self.photos = photos
         self.rules = rules
         self.categories = tuple(categories)
         self.on_recategorised = on_recategorised
+        self.refresh_groups = refresh_groups
 
     async def update_title(self, viewer: Viewer, photo_id: str, title: str | None) -> Doc:
         """The same rule as an upload's title (`UploadRules.title`): trimmed, a blank one removes it."""
@@ -72,6 +77,7 @@ class PhotoEditor:
         if updated is None:
             raise PhotoNotFound(photo_id)
         self.on_recategorised(updated)
+        await self.refresh_groups([updated])
         return updated
 
     async def _editable(self, viewer: Viewer, photo_id: str) -> Doc:

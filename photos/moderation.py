@@ -15,6 +15,9 @@ photo as it was. APPROVE makes the photo READY (it keeps its vectors, ratings an
 brings it back into every process's duel catalogue); the reports that hid it belong to the round that
 the decision closed, so they never hide it again. REJECT keeps it hidden for good. The owner is told
 both ways.
+
+Hiding and approving change what the photo's similarity group shows (its best photo, its size): both
+await `refresh_groups` before the request answers, so `groups(...)` lists the change at once.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from bson import ObjectId
 from notifications.moderation import announce_decision, announce_held
 from notifications.outbox import Outbox
 from photos.editing import NotPhotoOwner, PhotoNotFound
+from photos.group_listing import RefreshGroups, no_refresh
 from photos.queries import Viewer, visible
 from storage.base import Doc, parse_object_id
 from storage.clock import utcnow
@@ -84,9 +88,10 @@ class ModerationService:
                  decisions: ModerationDecisionRepository, outbox: Outbox, *, reports_to_hide: int,
                  on_hidden: Callable[[Mapping[str, Any]], None] = lambda doc: None,
                  on_ready: Callable[[Mapping[str, Any]], None] = lambda doc: None,
-                 on_announced: Announce | None = None) -> None:
+                 on_announced: Announce | None = None, refresh_groups: RefreshGroups = no_refresh) -> None:
         """`on_hidden` / `on_ready`: this process's duel catalogue drops or takes back the photo;
-        `on_announced`: wakes push delivery for a new owner notification."""
+        `on_announced`: wakes push delivery for a new owner notification; `refresh_groups`: the photo's
+        similarity group is summarised again (`photos.group_listing`)."""
         self.photos = photos
         self.reports = reports
         self.decisions = decisions
@@ -95,6 +100,7 @@ class ModerationService:
         self.on_hidden = on_hidden
         self.on_ready = on_ready
         self.on_announced = on_announced
+        self.refresh_groups = refresh_groups
 
     async def _photo(self, viewer: Viewer, photo_id: str) -> Doc:
         oid: ObjectId | None = parse_object_id(photo_id)
@@ -145,6 +151,7 @@ class ModerationService:
         if hidden is None:
             return
         self.on_hidden(hidden)
+        await self.refresh_groups([hidden])
         await self._announced(await announce_held(self.outbox, hidden, source=REPORTS, reasons=reasons, round=round))
 
     # --- the admin queue ----------------------------------------------------------------------------
@@ -182,6 +189,7 @@ class ModerationService:
             moderation = decided(doc, state, was_hidden=doc["status"] == HIDDEN, by=admin, at=at, note=note)
             updated = await self.photos.moderate(doc, READY if decision == APPROVE else HIDDEN, moderation)
             if updated is not None:
+                await self.refresh_groups([updated])
                 await self._record(doc, updated, decision, admin, note)
                 return updated
         raise RefusedModeration("the photo kept changing while the decision was made: try again", argument="id")

@@ -3,7 +3,8 @@
 Document: ``_id`` (an ObjectId of its own, so ids order groups by age and never name a photo too:
 `node(id:)` tells a group from a photo by its id), ``founder`` (the photo whose ingest founded it,
 unique: a retried founding finds its own document), created_at, ``changes`` (counts membership
-changes) and ``stale`` (set with each change, cleared by the summary that saw the latest one),
+changes, and changes of what a member shows: hidden, approved, deleted, recategorised) and ``stale``
+(set with each change, cleared by the summary that saw the latest one),
 ``merged_into`` (set once, when the group merged into an older one: it then has no members and its id
 leads to the group that took them), and the summary that lists and ranks it: size (READY members),
 category and rank (its best photo's, the conservative skill) and leader (the best photo's id),
@@ -12,8 +13,10 @@ summarised_at.
 Who writes what: membership (``changes``, ``stale``, ``merged_into``, the provisional summary of a new
 group) is written by `storage.group_membership`; the summary by `gaming.duels.group_ranks`, each
 write conditional on ``changes`` being what it read, so a summary never hides a membership change it
-did not see. Members are listed on the photos (`storage.photo_groups`), not here: a group's document
-is not rewritten per member.
+did not see. A request that changes what a member shows (moderation, deletion, a new category) has
+`group_ranks` mark the group changed (`touch`) and summarise it at once (`write_summaries`). Members
+are listed on the photos (`storage.photo_groups`), not here: a group's document is not rewritten per
+member.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ class GroupRepository(Repository):
         return bool(result.modified_count or result.upserted_id is not None)
 
     async def touch(self, group_id: ObjectId) -> None:
-        """A membership change: the summary is stale until a pass sees this change."""
+        """A membership change, or a change of what a member shows: the summary is stale until a pass (or the
+        request's own refresh) sees this change."""
         await self.collection.update_one({"_id": group_id}, {"$inc": {"changes": 1}, "$set": {"stale": True}},
                                          upsert=True)
 

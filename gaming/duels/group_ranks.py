@@ -8,22 +8,29 @@ things make a summary stale, and each pass looks at all of them:
   `rating_params`, `_id: "group_ranks"`) and refreshes the groups of the photos they touched. The
   projector writes a batch's record before its photos' ratings, so a batch is taken only once every
   photo it touched shows it (`rating_seq`); the position stops before the first batch that does not;
-- whatever else changes a member as shown (a moderator hiding or approving it, its owner setting its
-  category) reports nothing here: each pass also refreshes the SWEEP_PER_PASS groups summarised longest
-  ago, so every listed group is looked at again within (groups / SWEEP_PER_PASS) passes.
+- whatever else changes a member as shown (reports or a moderator hiding it, a moderator approving it,
+  its deletion, its owner setting its category) is summarised at once by the request that made the
+  change (`refresh_photos`, passed to the photo services as their `refresh_groups` hook), so the
+  listing shows it on the next read; should that write fail, each pass also refreshes the
+  SWEEP_PER_PASS groups summarised longest ago, so every listed group is looked at again within
+  (groups / SWEEP_PER_PASS) passes.
 
 A summary is written only while the group's change count is the one read before its members were
 (`GroupRepository.write_summaries`), so a pass that overlaps a membership change leaves the group stale
 for the next pass instead of hiding the change. Passes are idempotent, which a lease taken over
-mid-pass needs. How stale a listing may be: one pass interval (`PHOTODUEL_MAINTENANCE_SECONDS`).
+mid-pass needs. A request's refresh first marks the group changed (`GroupRepository.touch`) and only then
+reads it, so a pass that read the members before the request's change fails its conditional write rather
+than putting the old best photo back. How stale a listing may be: one pass interval (`PHOTODUEL_MAINTENANCE_SECONDS`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import structlog
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 
 from gaming.duels.groups import GroupReads
 from storage.base import Doc
@@ -70,6 +77,24 @@ class GroupRanks:
             written += await self.groups.write_summaries(
                 {g: (count, views[g].summary()) for g, count in changes.items()})
         return written
+
+    async def refresh_photos(self, photos: Sequence[Mapping[str, Any]]) -> int:
+        """Summarise at once the groups of photos whose showing a request just changed (written before
+        this is called): each group is marked changed, then summarised, so no pass that read it before
+        the change can overwrite this summary. A database error is logged, not raised: the photo's change
+        is made and answered, and the stale mark (or, were that write lost too, the sweep) has the next
+        pass finish the summary. How many summaries were written."""
+        linked = {g for p in photos if isinstance(g := p.get("group_id"), ObjectId)}
+        if not linked:
+            return 0
+        try:
+            roots = {await self.groups.root(g) for g in linked}  # a merged group's members are its root's
+            for group in roots:
+                await self.groups.touch(group)
+            return await self.refresh(roots)
+        except PyMongoError as exc:
+            log.warning("groups.refresh_failed", groups=[str(g) for g in linked], error=str(exc))
+            return 0
 
     async def follow_ratings(self) -> int:
         """Refresh the groups of photos rated since the position, and advance it."""
