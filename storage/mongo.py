@@ -114,7 +114,8 @@ INDEXES: list[IndexSpec] = [
     IndexSpec("jobs", [("state", ASC), ("run_at", ASC)], "runnable"),
     IndexSpec("jobs", [("state", ASC), ("lease_expires", ASC)], "expired_leases"),
     IndexSpec("jobs", [("key", ASC)], "key_unique", {"unique": True, "sparse": True}),
-    # the vote log: one answer per ticket (_id), per player and pair; the projector's tail
+    # the vote log: one answer per ticket (_id), per player and pair; the projector's tail. Multikey: a
+    # series round's answer holds every pair it shows (storage/votes.py series_keys)
     IndexSpec("votes", [("player", ASC), ("pair", ASC)], "player_pair_unique", {"unique": True}),
     IndexSpec("votes", [("created_at", ASC)], "created"),
     # a photographer's private verdicts: one per owner and pair, a series' verdicts by its pair keys

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.auth_emulator import AuthEmulator
@@ -33,6 +34,7 @@ torch.set_num_threads(1)
 from photoduel.logging import configure_logging  # noqa: E402
 from photoduel.settings import Settings  # noqa: E402
 from storage.embedded_mongo import EmbeddedMongo  # noqa: E402
+from tests.fcm_server import LoopbackFcm  # noqa: E402
 from tests.servers import LiveServer  # noqa: E402
 
 configure_logging("WARNING", json=False)
@@ -101,3 +103,17 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
     """One live API (with its in-process worker) per test module."""
     with LiveServer(make_settings()) as live:
         yield live
+
+
+@pytest.fixture(scope="module")
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client for the module's `server`, once its model is loaded (what a module's tests share)."""
+    with server.client() as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def fcm() -> Iterator[LoopbackFcm]:
+    """A loopback FCM for the module's push-enabled server (see tests/fcm_server.py `push_settings`)."""
+    with LoopbackFcm() as loopback:
+        yield loopback

@@ -336,3 +336,11 @@ def write_service_account(path: Path, *, project_id: str, token_uri: str) -> Pat
     path.write_text(json.dumps(info, indent=2))
     path.chmod(0o600)
     return path
+
+
+def push_settings(fcm: LoopbackFcm, tmp_path_factory: Any, *, project_id: str = "demo-photoduel") -> dict[str, Any]:
+    """The settings overrides that turn push on against this loopback FCM: a fresh service account
+    whose `token_uri` is the loopback's, and its send URL. `tmp_path_factory` is pytest's."""
+    account = write_service_account(tmp_path_factory.mktemp("firebase") / "sa.json", project_id=project_id,
+                                    token_uri=fcm.token_uri)
+    return {"firebase_credentials": account, "fcm_url": fcm.base_url}

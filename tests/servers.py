@@ -7,14 +7,17 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import uvicorn
+from pymongo import AsyncMongoClient
 
 from photoduel.settings import Settings
 from storage.embedded_mongo import free_port
+from storage.jobs import DONE
 
 
 class LiveServer:
@@ -80,11 +83,43 @@ class LiveServer:
         self.stop()
 
 
+@contextlib.asynccontextmanager
+async def scratch_db(mongo_uri: str, prefix: str) -> AsyncIterator[Any]:
+    """An empty database of its own (`prefix_<random>`) on the session's server, dropped afterwards: for
+    tests of one repository or pipeline that need no live API."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        yield mongo[name]
+    finally:
+        await mongo.drop_database(name)
+        await mongo.close()
+
+
 def graphql(client: httpx.Client, query: str, variables: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> dict[str, Any]:
     response = client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
     assert response.status_code in (200, 401), response.text
     return response.json()
+
+
+def error_code(body: dict[str, Any]) -> str | None:
+    """The `extensions.code` of a GraphQL answer's first error; None when it has no error (or no code),
+    so `error_code(body) == "NOT_FOUND"` fails on an answer that succeeded."""
+    errors = body.get("errors") or [{}]
+    code = errors[0].get("extensions", {}).get("code")
+    return None if code is None else str(code)
+
+
+def wait_job(server: LiveServer, key: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Until the job with this key is DONE: its document."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = server.run(server.services.db.jobs.find_one({"key": key}))
+        if job is not None and job["state"] == DONE:
+            return dict(job)
+        assert time.monotonic() < deadline, f"job {key} not done: {job}"
+        time.sleep(0.1)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,9 +29,9 @@ from photoduel.features import ingest_handler
 from photoduel.settings import Settings
 from photos.account_erasure import erasure_job_key
 from storage.job_kinds import INGEST
-from storage.jobs import DONE, QUEUED
-from tests.fcm_server import LoopbackFcm, write_service_account
-from tests.servers import LiveServer
+from storage.jobs import QUEUED
+from tests.fcm_server import LoopbackFcm, push_settings
+from tests.servers import LiveServer, error_code, wait_job
 from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, upload_ok, wait_ready
 from tests.votes import settled, vote_id
@@ -63,33 +62,13 @@ def gql(client: httpx.Client, query: str, headers: dict[str, str] | None = None,
     return body
 
 
-def code(body: dict[str, Any]) -> str:
-    return str(body["errors"][0]["extensions"]["code"])
-
-
 def refused(client: httpx.Client, uid: str) -> bool:
     """Every request of an account being erased: 403, FORBIDDEN."""
     response = post(client, ME, auth_header(uid))
     if response.status_code != 403:
         return False
-    assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert error_code(response.json()) == "FORBIDDEN"
     return True
-
-
-def wait_job(server: LiveServer, key: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = server.run(server.services.db.jobs.find_one({"key": key}))
-        if job is not None and job["state"] == DONE:
-            return dict(job)
-        assert time.monotonic() < deadline, f"job {key} not done: {job}"
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def fcm() -> Iterator[LoopbackFcm]:
-    with LoopbackFcm() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +76,7 @@ def settings(fcm: LoopbackFcm, make_settings: Callable[..., Settings],
              tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Push on (the loopback FCM), small lists, and an erasure that sweeps again after 6 s, not 6 min (the
     third service starts within that, so players play while the job sweeps, waits and sweeps again)."""
-    account: Path = write_service_account(tmp_path_factory.mktemp("firebase") / "sa.json",
-                                          project_id="demo-photoduel", token_uri=fcm.token_uri)
-    return make_settings(firebase_credentials=account, fcm_url=fcm.base_url, neighbours_k=4, worker_batch_size=4,
+    return make_settings(**push_settings(fcm, tmp_path_factory), neighbours_k=4, worker_batch_size=4,
                          user_recheck_seconds=0.5, account_erasure_sweep_seconds=6.0)
 
 
@@ -110,9 +87,9 @@ def test_who_may_erase_an_account(make_settings: Callable[..., Settings]) -> Non
             assert gql(client, ME, auth_header(uid))["data"]["me"]["id"] == uid
         first_seen = datetime.fromisoformat(gql(client, ME, auth_header("mia"))["data"]["me"]["createdAt"])
 
-        assert code(gql(client, ERASE, auth_header("noa"), u="mia")) == "FORBIDDEN"
-        assert code(gql(client, ERASE, ADMIN, u="nobody-ever-seen")) == "NOT_FOUND"
-        assert code(gql(client, ERASE)) == "UNAUTHENTICATED"
+        assert error_code(gql(client, ERASE, auth_header("noa"), u="mia")) == "FORBIDDEN"
+        assert error_code(gql(client, ERASE, ADMIN, u="nobody-ever-seen")) == "NOT_FOUND"
+        assert error_code(gql(client, ERASE)) == "UNAUTHENTICATED"
         assert not refused(client, "mia")
 
         by_admin = gql(client, ERASE, ADMIN, u="mia")["data"]["deleteAccount"]
@@ -126,7 +103,7 @@ def test_who_may_erase_an_account(make_settings: Callable[..., Settings]) -> Non
         for uid in ("mia", "noa"):
             wait_job(api, erasure_job_key(uid))
             assert api.run(api.services.users.get(uid)) is None
-        assert code(gql(client, ERASE, ADMIN, u="mia")) == "NOT_FOUND"  # nothing of it is left
+        assert error_code(gql(client, ERASE, ADMIN, u="mia")) == "NOT_FOUND"  # nothing of it is left
         time.sleep(0.6)  # this process's memory of the refusal lapses with the user recheck interval
         fresh = gql(client, ME, auth_header("mia"))["data"]["me"]  # a sign-in starts a new, empty account
         assert fresh["displayName"] is None and fresh["photos"]["nodes"] == []
@@ -204,6 +181,11 @@ def live_phase(settings: Settings, fcm: LoopbackFcm) -> dict[str, Any]:
         deadline = time.monotonic() + 30
         while len(fcm.fcm_requests(PHONE)) < len(mine):  # each photo's suggestions were pushed to the phone
             assert time.monotonic() < deadline, "the suggestions were not pushed"
+            time.sleep(0.1)
+        # and every other notification of the account (the moderation decision's) is settled, so a late push
+        # cannot be mistaken for one made after the erasure
+        while api.run(services.db.outbox.count_documents({"user": SUBJECT, "push.state": "pending"})):
+            assert time.monotonic() < deadline, "the account's notifications were not all pushed"
             time.sleep(0.1)
         assert api.run(services.db.rate_limits.count_documents({"_id": {"$regex": SUBJECT}})) > 0
         return {"mine": mine, "theirs": others, "ratings": api.run(services.photos.stored_ratings()),

@@ -15,9 +15,9 @@ import pytest
 from bson import ObjectId
 
 from photoduel.settings import Settings
-from tests.servers import LiveServer, graphql
+from tests.servers import LiveServer, error_code, graphql
 from tests.tokens import auth_header
-from tests.uploads import generated_photo, jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
+from tests.uploads import generated_photo, near_copy, skimage_photo, upload_all, upload_ok, wait_all
 from tests.votes import settled, vote_id, wait_applied
 
 NEXT = "query($c: String) { nextDuel(category: $c) { id expiresAt left { id rating { score } quality { score } owner { id } } right { id rating { score } quality { score } owner { id } } } }"
@@ -34,25 +34,17 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
 def photos(client: httpx.Client) -> dict[str, Any]:
     """16 photos from four owners, plus a near-duplicate of one of them by another owner."""
-    uploaded: list[tuple[str, str]] = []
     sources = [skimage_photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket")]
     sources += [generated_photo(seed) for seed in range(12)]
-    for i, image in enumerate(sources):
-        owner = OWNERS[i % len(OWNERS)]
-        uploaded.append((upload_ok(client, jpeg_bytes(image), auth_header(owner))["id"], owner))
+    owners = upload_all(client, sources, OWNERS)
+    original = next(iter(owners))
     copy_id = upload_ok(client, near_copy(sources[0]), auth_header("ben"))["id"]
-    uploaded.append((copy_id, "ben"))
-    ready = {pid: wait_ready(client, pid, auth_header(owner)) for pid, owner in uploaded}
-    assert ready[copy_id]["duplicateOf"] == {"id": uploaded[0][0]}
-    return {"owners": dict(uploaded), "original": uploaded[0][0], "copy": copy_id, "ready": ready}
+    owners[copy_id] = "ben"
+    ready = wait_all(client, owners)
+    assert ready[copy_id]["duplicateOf"] == {"id": original}
+    return {"owners": owners, "original": original, "copy": copy_id, "ready": ready}
 
 
 def photo_doc(server: LiveServer, photo_id: str) -> dict[str, Any]:
@@ -89,7 +81,7 @@ def test_a_player_never_gets_own_photos_near_duplicates_or_repeated_pairs(
 
 
 def test_next_duel_needs_a_user(client: httpx.Client, photos: dict[str, Any]) -> None:
-    assert graphql(client, NEXT)["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert error_code(graphql(client, NEXT)) == "UNAUTHENTICATED"
 
 
 def test_vote_errors_each_have_their_code_and_change_nothing(
@@ -109,26 +101,26 @@ def test_vote_errors_each_have_their_code_and_change_nothing(
     assert retried["accepted"] is False  # the first result, not a second count
     assert retried["left"]["rating"] == first["left"]["rating"]
     changed = graphql(client, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=player)
-    assert changed["errors"][0]["extensions"]["code"] == "ALREADY_VOTED"
+    assert error_code(changed) == "ALREADY_VOTED"
 
     someone_elses = graphql(client, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=other)
-    assert someone_elses["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert error_code(someone_elses) == "FORBIDDEN"
     forged = duel["id"][:-4] + ("AAAA" if duel["id"][-4:] != "AAAA" else "BBBB")
     for unknown in (str(ObjectId()), "not-an-id", forged):
         missing = graphql(client, VOTE, {"id": unknown, "c": "LEFT"}, headers=player)
-        assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert error_code(missing) == "NOT_FOUND"
 
     fresh = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
     stale = server.services.duels.issue(  # the same pair, signed with an expiry in the past
         "zoe", photo_doc(server, fresh["left"]["id"]), photo_doc(server, fresh["right"]["id"]),
         expires_at=datetime.now(UTC) - timedelta(seconds=1))
     expired = graphql(client, VOTE, {"id": stale.id, "c": "LEFT"}, headers=player)
-    assert expired["errors"][0]["extensions"]["code"] == "DUEL_EXPIRED"
+    assert error_code(expired) == "DUEL_EXPIRED"
 
     skipped = graphql(client, NEXT, headers=player)["data"]["nextDuel"]
     assert graphql(client, SKIP, {"id": skipped["id"]}, headers=player)["data"]["skipDuel"] is True
     after_skip = graphql(client, VOTE, {"id": skipped["id"], "c": "LEFT"}, headers=player)
-    assert after_skip["errors"][0]["extensions"]["code"] == "ALREADY_VOTED"
+    assert error_code(after_skip) == "ALREADY_VOTED"
 
     assert server.run(server.services.db.votes.count_documents({"choice": {"$ne": "SKIP"}})) == votes_before
     assert photo_doc(server, duel["left"]["id"])["rating"] == left_before
@@ -189,70 +181,61 @@ BOARD = "query($p: LeaderboardPeriod, $c: String) { leaderboard(period: $p, cate
 def test_leaderboard_featured_and_score_order(make_settings: Callable[..., Settings]) -> None:
     """A deployment of its own: the board holds exactly this test's photos and votes, whatever ran before."""
     settings = make_settings(featured_min_votes=1, featured_max_sigma=8.0, worker_batch_size=8)
-    with LiveServer(settings) as live:
-        live.wait_model()
-        with httpx.Client(base_url=live.url, timeout=60) as http:
-            owners = {upload_ok(http, jpeg_bytes(generated_photo(700 + i)), auth_header(OWNERS[i % 4]))["id"]:
-                      OWNERS[i % 4] for i in range(6)}
-            for pid, owner in owners.items():
-                wait_ready(http, pid, auth_header(owner))
-            voted: set[str] = set()
-            for n in range(10):
-                judge = auth_header(f"judge-{n}")
-                duel = graphql(http, NEXT, headers=judge)["data"]["nextDuel"]
-                body = graphql(http, VOTE, {"id": duel["id"], "c": ["LEFT", "RIGHT", "DRAW"][n % 3]}, headers=judge)
-                assert body["data"]["voteDuel"]["accepted"] is True
-                voted |= {duel["left"]["id"], duel["right"]["id"]}
-            live.run(settled(live))
+    with LiveServer(settings) as live, live.client() as http:
+        owners = upload_all(http, [generated_photo(700 + i) for i in range(6)], OWNERS)
+        wait_all(http, owners)
+        voted: set[str] = set()
+        for n in range(10):
+            judge = auth_header(f"judge-{n}")
+            duel = graphql(http, NEXT, headers=judge)["data"]["nextDuel"]
+            body = graphql(http, VOTE, {"id": duel["id"], "c": ["LEFT", "RIGHT", "DRAW"][n % 3]}, headers=judge)
+            assert body["data"]["voteDuel"]["accepted"] is True
+            voted |= {duel["left"]["id"], duel["right"]["id"]}
+        live.run(settled(live))
 
-            def board(period: str | None = None, category: str | None = None) -> list[dict[str, Any]]:
-                body = graphql(http, BOARD, {"p": period, "c": category})
-                return [e["node"] for e in body["data"]["leaderboard"]["edges"]]
+        def board(period: str | None = None, category: str | None = None) -> list[dict[str, Any]]:
+            body = graphql(http, BOARD, {"p": period, "c": category})
+            return [e["node"] for e in body["data"]["leaderboard"]["edges"]]
 
-            nodes = board()
-            assert nodes, "photos with votes are on the leaderboard"
-            assert {n["id"] for n in nodes} <= voted, "only photos with votes are on the leaderboard"
-            scores = [n["rating"]["score"] for n in nodes]
-            assert scores == sorted(scores, reverse=True)
-            assert all(n["rating"]["votes"] >= 1 for n in nodes)
-            # featured shows one photo per similarity group by default; across groups it is the board's top
-            featured = graphql(http, "{ featured(first: 3, onePerGroup: false) { id } }")["data"]["featured"]
-            assert [f["id"] for f in featured] == [n["id"] for n in nodes[:3]]
-            diverse = graphql(http, "{ featured(first: 3) { id } }")["data"]["featured"]
-            one_each = graphql(http, "{ leaderboard(first: 3, onePerGroup: true) { nodes { id } } }")
-            assert [f["id"] for f in diverse] == [n["id"] for n in one_each["data"]["leaderboard"]["nodes"]]
-            by_score = graphql(http, "{ photos(orderBy: SCORE, first: 100) { edges { node { rating { score } } } } }")
-            ordered = [e["node"]["rating"]["score"] for e in by_score["data"]["photos"]["edges"]]
-            assert ordered == sorted(ordered, reverse=True) and len(ordered) == len(owners)
+        nodes = board()
+        assert nodes, "photos with votes are on the leaderboard"
+        assert {n["id"] for n in nodes} <= voted, "only photos with votes are on the leaderboard"
+        scores = [n["rating"]["score"] for n in nodes]
+        assert scores == sorted(scores, reverse=True)
+        assert all(n["rating"]["votes"] >= 1 for n in nodes)
+        # featured shows one photo per similarity group by default; across groups it is the board's top
+        featured = graphql(http, "{ featured(first: 3, onePerGroup: false) { id } }")["data"]["featured"]
+        assert [f["id"] for f in featured] == [n["id"] for n in nodes[:3]]
+        diverse = graphql(http, "{ featured(first: 3) { id } }")["data"]["featured"]
+        one_each = graphql(http, "{ leaderboard(first: 3, onePerGroup: true) { nodes { id } } }")
+        assert [f["id"] for f in diverse] == [n["id"] for n in one_each["data"]["leaderboard"]["nodes"]]
+        by_score = graphql(http, "{ photos(orderBy: SCORE, first: 100) { edges { node { rating { score } } } } }")
+        ordered = [e["node"]["rating"]["score"] for e in by_score["data"]["photos"]["edges"]]
+        assert ordered == sorted(ordered, reverse=True) and len(ordered) == len(owners)
 
-            # category: only that category's photos, in the same order; an unknown one is empty
-            category = nodes[0]["category"]
-            assert board(category=category) == [n for n in nodes if n["category"] == category]
-            assert board("WEEK", "nothing-here") == []
-            # period: a photo uploaded eight days ago leaves the day's and the week's board, not the month's
-            old = nodes[0]["id"]
-            live.run(live.services.db.photos.update_one(
-                {"_id": ObjectId(old)}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=8)}}))
-            recent = [n for n in nodes if n["id"] != old]
-            assert board("WEEK") == recent
-            assert board("DAY") == recent
-            assert board("MONTH") == nodes
-            assert board("ALL") == board() == nodes
+        # category: only that category's photos, in the same order; an unknown one is empty
+        category = nodes[0]["category"]
+        assert board(category=category) == [n for n in nodes if n["category"] == category]
+        assert board("WEEK", "nothing-here") == []
+        # period: a photo uploaded eight days ago leaves the day's and the week's board, not the month's
+        old = nodes[0]["id"]
+        live.run(live.services.db.photos.update_one(
+            {"_id": ObjectId(old)}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=8)}}))
+        recent = [n for n in nodes if n["id"] != old]
+        assert board("WEEK") == recent
+        assert board("DAY") == recent
+        assert board("MONTH") == nodes
+        assert board("ALL") == board() == nodes
 
 
 def test_ratings_rebuild_command_reproduces_the_stored_ratings(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
-    with LiveServer(settings) as live:
-        live.wait_model()
-        with httpx.Client(base_url=live.url, timeout=60) as http:
-            ids = [upload_ok(http, jpeg_bytes(generated_photo(500 + i)), auth_header(OWNERS[i % 4]))["id"]
-                   for i in range(6)]
-            for i, pid in enumerate(ids):
-                wait_ready(http, pid, auth_header(OWNERS[i % 4]))
-            for n in range(8):
-                duel = graphql(http, NEXT, headers=auth_header(f"voter-{n}"))["data"]["nextDuel"]
-                graphql(http, VOTE, {"id": duel["id"], "c": ["LEFT", "RIGHT", "DRAW"][n % 3]},
-                        headers=auth_header(f"voter-{n}"))
+    with LiveServer(settings) as live, live.client() as http:
+        wait_all(http, upload_all(http, [generated_photo(500 + i) for i in range(6)], OWNERS))
+        for n in range(8):
+            duel = graphql(http, NEXT, headers=auth_header(f"voter-{n}"))["data"]["nextDuel"]
+            graphql(http, VOTE, {"id": duel["id"], "c": ["LEFT", "RIGHT", "DRAW"][n % 3]},
+                    headers=auth_header(f"voter-{n}"))
     env = {**os.environ, "PHOTODUEL_MONGODB_URI": settings.mongodb_uri or "",
            "PHOTODUEL_MONGODB_DATABASE": settings.mongodb_database, "PHOTODUEL_DATA_DIR": str(settings.data_dir),
            "PHOTODUEL_MILVUS_URI": settings.milvus_uri or "", "PHOTODUEL_LOG_LEVEL": "WARNING"}

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import itertools
 import random
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 
 from gaming.duels.matchmaker import Matchmaker
 from gaming.duels.records import rating_fields
@@ -25,6 +23,7 @@ from gaming.duels.series_matchmaker import SeriesMatchmaker
 from gaming.ratings import Rating, RatingEnv
 from storage.photos import PhotoRepository
 from storage.votes import VoteRepository, pair_key
+from tests.servers import scratch_db
 
 ENV = RatingEnv()
 BACKGROUND = 40  # photos 0-39: well voted, two per owner
@@ -36,11 +35,8 @@ GROUP = range(FIRST, OWN + 1)
 
 @pytest.fixture
 async def db(mongo_uri: str) -> AsyncIterator[Any]:
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    name = f"groupduels_{uuid.uuid4().hex[:10]}"
-    yield mongo[name]
-    await mongo.drop_database(name)
-    await mongo.close()
+    async with scratch_db(mongo_uri, "groupduels") as database:
+        yield database
 
 
 def _doc(ids: list[ObjectId], i: int, settled: bool) -> dict[str, Any]:

@@ -8,14 +8,12 @@ never the player's own photos, never two photos of one owner, never near-duplica
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 
 from gaming.duels.matchmaker import Matchmaker
 from gaming.duels.records import rating_fields
@@ -23,6 +21,7 @@ from gaming.featured import featured_boundary_array, featured_cut_ranks
 from gaming.ratings import Rating, RatingEnv
 from storage.photos import PhotoRepository
 from storage.votes import VoteRepository
+from tests.servers import scratch_db
 
 ENV = RatingEnv()
 COUNT = 40
@@ -33,11 +32,8 @@ TWINS = (36, 37)  # near the cut, each in the other's list at near-duplicate sim
 @pytest.fixture
 async def db(mongo_uri: str) -> AsyncIterator[Any]:
     """An empty database of its own on the session's server, dropped afterwards."""
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    name = f"cut_{uuid.uuid4().hex[:10]}"
-    yield mongo[name]
-    await mongo.drop_database(name)
-    await mongo.close()
+    async with scratch_db(mongo_uri, "cut") as database:
+        yield database
 
 
 @pytest.fixture

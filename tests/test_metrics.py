@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from photoduel.settings import Settings
 from storage.embedded_mongo import free_port
-from tests.fcm_server import LoopbackFcm, write_service_account
+from tests.fcm_server import LoopbackFcm, push_settings
 from tests.graphql_ws import connect
 from tests.servers import LiveServer, graphql, settings_env
 from tests.tokens import auth_header
@@ -73,18 +73,10 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 60.0) -> N
 
 
 @pytest.fixture(scope="module")
-def fcm() -> Iterator[LoopbackFcm]:
-    with LoopbackFcm() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def server(fcm: LoopbackFcm, make_settings: Callable[..., Settings],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Push on (the loopback FCM), and no rating projector here: votes wait until the test applies them."""
-    account = write_service_account(tmp_path_factory.mktemp("firebase") / "sa.json", project_id="demo-photoduel",
-                                    token_uri=fcm.token_uri)
-    settings = make_settings(firebase_credentials=account, fcm_url=fcm.base_url, projector_enabled=False)
+    settings = make_settings(**push_settings(fcm, tmp_path_factory), projector_enabled=False)
     with LiveServer(settings) as live:
         yield live
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageFilter
 from skimage import data as skdata
 
@@ -25,7 +24,6 @@ from ml.quality import (
     technical_measures,
     technical_score,
 )
-from tests.tiny_clip import build_tiny_clip
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "coins")
 
@@ -45,10 +43,9 @@ def noisy(img: Image.Image, sigma: float = 20.0, seed: int = 0) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> ClipEmbedder:
-    torch.set_num_threads(1)
-    path: Path = build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
-    model = ClipEmbedder(str(path))
+def embedder(tiny_clip: Path) -> ClipEmbedder:
+    """The session's tiny CLIP (tests/conftest.py builds it once; torch is on one thread there)."""
+    model = ClipEmbedder(str(tiny_clip))
     model.load()
     return model
 

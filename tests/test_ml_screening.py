@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ml.embedder import ClipEmbedder, Embedder
 from ml.screening import ClipScreening, ScreeningPrompts, crossed, label_scores, screening_factory
-from tests.tiny_clip import build_tiny_clip
 from tests.uploads import generated_photo
 
 
@@ -49,10 +47,9 @@ def fixed_screening(embedder: Embedder) -> FixedScreening:
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> ClipEmbedder:
-    torch.set_num_threads(1)
-    path: Path = build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
-    model = ClipEmbedder(str(path))
+def embedder(tiny_clip: Path) -> ClipEmbedder:
+    """The session's tiny CLIP (tests/conftest.py builds it once; torch is on one thread there)."""
+    model = ClipEmbedder(str(tiny_clip))
     model.load()
     return model
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data as skdata
 
@@ -29,7 +28,6 @@ from ml.tagger import (
     neighbour_tag_votes,
 )
 from ml.vocabulary import MAX_TAG_LENGTH, Vocabulary, normalise_tag
-from tests.tiny_clip import build_tiny_clip
 
 
 class CountingEmbedder(ClipEmbedder):
@@ -45,10 +43,9 @@ class CountingEmbedder(ClipEmbedder):
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> CountingEmbedder:
-    torch.set_num_threads(1)
-    path: Path = build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
-    model = CountingEmbedder(str(path))
+def embedder(tiny_clip: Path) -> CountingEmbedder:
+    """The session's tiny CLIP (tests/conftest.py builds it once; torch is on one thread there)."""
+    model = CountingEmbedder(str(tiny_clip))
     model.load()
     return model
 

@@ -20,9 +20,9 @@ from bson import ObjectId
 from ml.pipelines.photo_vectors import photo_collection
 from ml.screening import ClipScreening
 from photoduel.settings import Settings
-from tests.servers import LiveServer, graphql
+from tests.servers import LiveServer, error_code, graphql
 from tests.tokens import auth_header
-from tests.uploads import generated_photo, jpeg_bytes, upload_ok, wait_ready
+from tests.uploads import generated_photo, upload_many
 
 ADMIN = auth_header("moderator", admin=True)
 OWNERS = ("ann", "ben", "cat")
@@ -46,19 +46,11 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
 def held(client: httpx.Client) -> dict[str, str]:
     """One photo per owner, each held back by screening: owner -> photo id."""
-    ids = {owner: upload_ok(client, jpeg_bytes(generated_photo(300 + i)), auth_header(owner), title=f"{owner}'s")["id"]
-           for i, owner in enumerate(OWNERS)}
-    for owner, photo_id in ids.items():
-        assert wait_ready(client, photo_id, auth_header(owner))["status"] == "HIDDEN"
-    return ids
+    owned = upload_many(client, [generated_photo(300 + i) for i in range(len(OWNERS))], OWNERS,
+                        titles=[f"{owner}'s" for owner in OWNERS], status="HIDDEN")
+    return {owner: photo_id for photo_id, owner in owned.items()}
 
 
 def my_photos(client: httpx.Client, owner: str) -> dict[str, dict[str, Any]]:
@@ -106,7 +98,7 @@ def test_a_held_photo_is_in_no_list_search_or_duel(client: httpx.Client, held: d
     assert not set(held.values()) & {p["id"] for p in found["data"]["searchPhotos"]}
     deadline = time.monotonic() + 60
     while "errors" in (duel := graphql(client, NEXT, headers=stranger)) and time.monotonic() < deadline:
-        assert duel["errors"][0]["extensions"]["code"] == "UNAVAILABLE"  # the catalogue is still loading
+        assert error_code(duel) == "UNAVAILABLE"  # the catalogue is still loading
         time.sleep(0.5)
     assert duel == {"data": {"nextDuel": None}}
     assert graphql(client, "{ featured { id } }")["data"]["featured"] == []

@@ -24,9 +24,9 @@ from skimage import data as skdata
 from notifications.outbox import announce_suggestions_ready
 from notifications.pubsub import user_topic
 from photoduel.settings import Settings
-from tests.fcm_server import LoopbackFcm, write_service_account
+from tests.fcm_server import LoopbackFcm, push_settings
 from tests.graphql_ws import connect as connect_ws
-from tests.servers import LiveServer
+from tests.servers import LiveServer, error_code
 from tests.tokens import auth_header
 
 PROJECT = "demo-photoduel"
@@ -34,19 +34,11 @@ NOTIFICATION_FIELDS = "id kind title body photoId deepLink createdAt read"
 
 
 @pytest.fixture(scope="module")
-def fcm() -> Iterator[LoopbackFcm]:
-    with LoopbackFcm() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def push_server(
     fcm: LoopbackFcm, make_settings: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A live API with push on: firebase-admin pointed at the loopback FCM (URL and token_uri)."""
-    account = write_service_account(tmp_path_factory.mktemp("firebase") / "sa.json", project_id=PROJECT,
-                                    token_uri=fcm.token_uri)
-    settings = make_settings(firebase_credentials=account, fcm_url=fcm.base_url, max_devices_per_user=3)
+    settings = make_settings(**push_settings(fcm, tmp_path_factory, project_id=PROJECT), max_devices_per_user=3)
     with LiveServer(settings) as live:
         yield live
 
@@ -64,11 +56,7 @@ async def gql(http: httpx.AsyncClient, query: str, uid: str | None = None, **var
     return response.json()
 
 
-def error_code(body: dict[str, Any]) -> str:
-    return body["errors"][0]["extensions"]["code"]
-
-
-def ws_error_code(message: dict[str, Any]) -> str:
+def ws_error_code(message: dict[str, Any]) -> str | None:
     """A refused subscription: an `error` message (a permission class, before execution) carries the
     errors as its payload; a resolver's error before the first event comes as `next` with `errors`."""
     if message["type"] == "error":

@@ -29,10 +29,10 @@ from photoduel.settings import Settings
 from photos.deletion import PHOTO_DELETION, deletion_job_key
 from photos.queries import Viewer
 from storage.job_kinds import INGEST
-from storage.jobs import DONE, Defer, Done
-from tests.servers import LiveServer
+from storage.jobs import Defer, Done
+from tests.servers import LiveServer, error_code, wait_job
 from tests.tokens import auth_header
-from tests.uploads import generated_photo, jpeg_bytes, skimage_photo, upload_ok, wait_ready
+from tests.uploads import generated_photo, jpeg_bytes, skimage_photo, upload_many, upload_ok, wait_ready
 from tests.votes import settled, vote_id
 
 K = 4
@@ -56,10 +56,6 @@ def gql(client: httpx.Client, query: str, headers: dict[str, str] | None = None,
     return body
 
 
-def code(body: dict[str, Any]) -> str:
-    return str(body["errors"][0]["extensions"]["code"])
-
-
 @pytest.fixture(scope="module")
 def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
     settings = make_settings(neighbours_k=K, worker_batch_size=4, featured_min_votes=1, featured_max_sigma=8.0,
@@ -69,35 +65,15 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
 def photos(client: httpx.Client) -> dict[str, str]:
     """Twelve READY photos (photo id -> owner): every kept list is full."""
     images = [skimage_photo(n) for n in ("astronaut", "coffee", "chelsea")] + [generated_photo(700 + i) for i in range(9)]
-    owned = {upload_ok(client, jpeg_bytes(image), auth_header(OWNERS[i % 3]))["id"]: OWNERS[i % 3]
-             for i, image in enumerate(images)}
-    for photo_id, owner in owned.items():
-        assert wait_ready(client, photo_id, auth_header(owner))["status"] == "READY"
-    return owned
+    return upload_many(client, images, OWNERS)
 
 
 def doc(server: LiveServer, photo_id: str | ObjectId) -> dict[str, Any] | None:
     found: dict[str, Any] | None = server.run(server.services.photos.get(ObjectId(photo_id)))
     return found
-
-
-def wait_job(server: LiveServer, key: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = server.run(server.services.db.jobs.find_one({"key": key}))
-        if job is not None and job["state"] == DONE:
-            return dict(job)
-        assert time.monotonic() < deadline, f"job {key} not done: {job}"
-        time.sleep(0.1)
 
 
 def held_by(server: LiveServer, photo_id: ObjectId) -> list[dict[str, Any]]:
@@ -122,16 +98,16 @@ def test_who_may_delete_a_photo(client: httpx.Client, server: LiveServer, photos
     bens = [pid for pid, owner in photos.items() if owner == "ben"]
     victim, admins_pick = anns[-1], bens[-1]
 
-    assert code(gql(client, DELETE, BEN, id=victim)) == "FORBIDDEN"
-    assert code(gql(client, DELETE, id=victim)) == "UNAUTHENTICATED"
+    assert error_code(gql(client, DELETE, BEN, id=victim)) == "FORBIDDEN"
+    assert error_code(gql(client, DELETE, id=victim)) == "UNAUTHENTICATED"
     for unknown in (str(ObjectId()), "not-an-id"):
-        assert code(gql(client, DELETE, ANN, id=unknown)) == "NOT_FOUND"
+        assert error_code(gql(client, DELETE, ANN, id=unknown)) == "NOT_FOUND"
     assert doc(server, victim)["status"] == "READY"  # type: ignore[index]
 
     first = gql(client, DELETE, ANN, id=victim)["data"]["deletePhoto"]
     assert first["photoId"] == victim
     assert gql(client, DELETE, ANN, id=victim)["data"]["deletePhoto"] == first  # idempotent: the same answer
-    assert code(gql(client, DELETE, BEN, id=victim)) == "NOT_FOUND"  # gone: its existence is not told
+    assert error_code(gql(client, DELETE, BEN, id=victim)) == "NOT_FOUND"  # gone: its existence is not told
     assert gql(client, DELETE, ADMIN, id=victim)["data"]["deletePhoto"] == first
 
     by_admin = gql(client, DELETE, ADMIN, id=admins_pick)["data"]["deletePhoto"]
@@ -193,8 +169,8 @@ def test_a_deleted_photo_leaves_every_read_and_its_traces_and_its_votes_still_re
     assert victim not in visible_ids(client, photos, victim)
     assert gql(client, PHOTO, owner, id=victim)["data"]["photo"] is None
     assert client.get(url).status_code == 404
-    assert code(gql(client, SIMILAR, id=victim)) == "NOT_FOUND"
-    assert code(gql(client, VOTE, auth_header("voter-open"), id=open_ticket)) == "NOT_FOUND"
+    assert error_code(gql(client, SIMILAR, id=victim)) == "NOT_FOUND"
+    assert error_code(gql(client, VOTE, auth_header("voter-open"), id=open_ticket)) == "NOT_FOUND"
     for player in ("ann", "ben", "cat", "dan"):
         for _ in range(6):
             duel = gql(client, NEXT, auth_header(player))["data"]["nextDuel"]
@@ -316,7 +292,7 @@ async def _player(base_url: str, name: str, stop: asyncio.Event, play: Play) -> 
             sent = time.monotonic()
             body = await _post(http, play, VOTE, headers, id=duel["id"])
             result = (body.get("data") or {}).get("voteDuel")
-            outcome = "accepted" if result and result["accepted"] else code(body) if body.get("errors") else str(body)
+            outcome = "accepted" if result and result["accepted"] else error_code(body) if body.get("errors") else str(body)
             play.votes.append((sent, pair, outcome, duel["id"]))
 
 

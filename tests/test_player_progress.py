@@ -27,7 +27,7 @@ from photoduel.settings import Settings
 from storage.photos import READY
 from storage.rating_batches import RatingBatchRepository
 from storage.votes import pair_key
-from tests.fcm_server import LoopbackFcm, write_service_account
+from tests.fcm_server import LoopbackFcm, push_settings
 from tests.servers import LiveServer, graphql
 from tests.tokens import auth_header
 
@@ -41,17 +41,9 @@ NOTIFICATIONS = "{ notifications(first: 50) { nodes { kind title body deepLink }
 
 
 @pytest.fixture(scope="module")
-def fcm() -> Iterator[LoopbackFcm]:
-    with LoopbackFcm() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def server(fcm: LoopbackFcm, make_settings: Callable[..., Settings],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    account = write_service_account(tmp_path_factory.mktemp("firebase") / "sa.json", project_id=PROJECT,
-                                    token_uri=fcm.token_uri)
-    settings = make_settings(firebase_credentials=account, fcm_url=fcm.base_url, daily_vote_goal=GOAL,
+    settings = make_settings(**push_settings(fcm, tmp_path_factory, project_id=PROJECT), daily_vote_goal=GOAL,
                              agreement_min_votes=5, featured_min_votes=1, featured_max_sigma=8.0,
                              maintenance_seconds=0.5)
     with LiveServer(settings) as live:

@@ -5,7 +5,7 @@ FAILED photos, and the owner's (or an admin's) edits of a title and a category."
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,9 +15,9 @@ from bson import ObjectId
 
 from ml.vocabulary import Vocabulary
 from photoduel.settings import Settings
-from tests.servers import LiveServer, graphql
+from tests.servers import LiveServer, error_code, graphql
 from tests.tokens import auth_header
-from tests.uploads import generated_photo, jpeg_bytes, upload_ok, wait_ready
+from tests.uploads import generated_photo, jpeg_bytes, upload_all, upload_ok, wait_all, wait_ready
 
 DORA, EMIL, ROOT = auth_header("dora"), auth_header("emil"), auth_header("root", admin=True)
 ME = "{ me { id displayName } }"
@@ -30,25 +30,13 @@ MY_PHOTOS = """query($s: PhotoStatus, $first: Int, $after: String) { me { photos
   edges { cursor node { id status failureReason failure { reason at } } } pageInfo { hasNextPage endCursor } } } }"""
 
 
-def code(body: dict[str, Any]) -> str:
-    assert body.get("errors"), body
-    return str(body["errors"][0]["extensions"]["code"])
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
 @pytest.fixture(scope="module")
 def photos(client: httpx.Client) -> dict[str, list[str]]:
     """Two READY photos of dora's and one of emil's."""
-    owned: dict[str, list[str]] = {"dora": [], "emil": []}
-    for seed, (owner, headers) in enumerate([("dora", DORA), ("dora", DORA), ("emil", EMIL)]):
-        photo = upload_ok(client, jpeg_bytes(generated_photo(1800 + seed)), headers, title=f"shot {seed}")
-        owned[owner].append(wait_ready(client, photo["id"], headers)["id"])
-    return owned
+    uploaded = upload_all(client, [generated_photo(1800 + seed) for seed in range(3)], ["dora", "dora", "emil"],
+                          titles=[f"shot {seed}" for seed in range(3)])
+    ready = wait_all(client, uploaded)
+    return {owner: [pid for pid in ready if uploaded[pid] == owner] for owner in ("dora", "emil")}
 
 
 def photo(client: httpx.Client, photo_id: str) -> dict[str, Any]:
@@ -64,18 +52,18 @@ def test_a_display_name_is_validated_and_unique_regardless_of_case(client: httpx
     for bad, rule in [("ab", "3 to 30"), ("x" * 31, "3 to 30"), ("   ", "3 to 30"), ("al!ce", "only letters"),
                       (".ana", "starts and ends"), ("ana-", "starts and ends"), ("a\tb c", "only letters")]:
         refused = graphql(client, SET_NAME, {"n": bad}, headers=ana)
-        assert code(refused) == "BAD_USER_INPUT" and rule in refused["errors"][0]["message"], (bad, refused)
+        assert error_code(refused) == "BAD_USER_INPUT" and rule in refused["errors"][0]["message"], (bad, refused)
         assert refused["errors"][0]["extensions"]["argument"] == "name"
     assert graphql(client, ME, headers=ana)["data"]["me"]["displayName"] == "Ana Lee"
 
     for taken in ("Ana Lee", "ANA lee", "ana  LEE"):
-        assert code(graphql(client, SET_NAME, {"n": taken}, headers=bo)) == "DISPLAY_NAME_TAKEN"
+        assert error_code(graphql(client, SET_NAME, {"n": taken}, headers=bo)) == "DISPLAY_NAME_TAKEN"
     assert (graphql(client, ME, headers=bo)["data"]["me"] or {}).get("displayName") is None
     assert graphql(client, SET_NAME, {"n": "ana lee"}, headers=ana)["data"]["setDisplayName"]["displayName"] == "ana lee"
     assert graphql(client, SET_NAME, {"n": "Ana2"}, headers=ana)["data"]["setDisplayName"]["displayName"] == "Ana2"
     # the old name is free again
     assert graphql(client, SET_NAME, {"n": "Ana Lee"}, headers=bo)["data"]["setDisplayName"]["displayName"] == "Ana Lee"
-    assert code(graphql(client, SET_NAME, {"n": "Someone"})) == "UNAUTHENTICATED"
+    assert error_code(graphql(client, SET_NAME, {"n": "Someone"})) == "UNAUTHENTICATED"
     admin = graphql(client, SET_NAME, {"n": "The Admin"}, headers=ROOT)
     assert admin["data"]["setDisplayName"] == {"id": "root", "displayName": "The Admin"}
 
@@ -92,7 +80,7 @@ def test_eight_users_asking_for_one_name_at_once_get_one_winner(client: httpx.Cl
         answers = list(pool.map(ask, range(8)))
     winners = [a for a in answers if "errors" not in a]
     assert len(winners) == 1, answers
-    assert sorted(code(a) for a in answers if "errors" in a) == ["DISPLAY_NAME_TAKEN"] * 7
+    assert sorted(error_code(a) for a in answers if "errors" in a) == ["DISPLAY_NAME_TAKEN"] * 7
     holders = server.run(server.services.db.users.count_documents({"display_name_key": "racer"}))
     assert holders == 1
 
@@ -116,14 +104,14 @@ def test_the_owner_or_an_admin_changes_a_title(client: httpx.Client, photos: dic
     pid = photos["dora"][0]
     assert graphql(client, UPDATE, {"id": pid, "t": "  Dusk  "}, headers=DORA)["data"]["updatePhoto"]["title"] == "Dusk"
     too_long = graphql(client, UPDATE, {"id": pid, "t": "x" * 201}, headers=DORA)
-    assert code(too_long) == "BAD_USER_INPUT" and too_long["errors"][0]["extensions"]["argument"] == "title"
-    assert code(graphql(client, UPDATE, {"id": pid, "t": "Mine now"}, headers=EMIL)) == "FORBIDDEN"
+    assert error_code(too_long) == "BAD_USER_INPUT" and too_long["errors"][0]["extensions"]["argument"] == "title"
+    assert error_code(graphql(client, UPDATE, {"id": pid, "t": "Mine now"}, headers=EMIL)) == "FORBIDDEN"
     assert photo(client, pid)["title"] == "Dusk"
     assert graphql(client, UPDATE, {"id": pid, "t": "Dawn"}, headers=ROOT)["data"]["updatePhoto"]["title"] == "Dawn"
     assert graphql(client, UPDATE, {"id": pid, "t": " "}, headers=DORA)["data"]["updatePhoto"]["title"] is None
     for unknown in (str(ObjectId()), "not-an-id"):
-        assert code(graphql(client, UPDATE, {"id": unknown, "t": "x"}, headers=DORA)) == "NOT_FOUND"
-    assert code(graphql(client, UPDATE, {"id": pid, "t": "x"})) == "UNAUTHENTICATED"
+        assert error_code(graphql(client, UPDATE, {"id": unknown, "t": "x"}, headers=DORA)) == "NOT_FOUND"
+    assert error_code(graphql(client, UPDATE, {"id": pid, "t": "x"})) == "UNAUTHENTICATED"
     assert photo(client, pid)["title"] is None
 
 
@@ -151,10 +139,10 @@ def test_the_owner_or_an_admin_moves_a_photo_to_another_category(
 
     for bad in ("no-such-category", ""):
         refused = graphql(client, SET_CATEGORY, {"id": pid, "c": bad}, headers=DORA)
-        assert code(refused) == "BAD_USER_INPUT" and refused["errors"][0]["extensions"]["argument"] == "category"
-    assert code(graphql(client, SET_CATEGORY, {"id": pid, "c": others[1]}, headers=EMIL)) == "FORBIDDEN"
+        assert error_code(refused) == "BAD_USER_INPUT" and refused["errors"][0]["extensions"]["argument"] == "category"
+    assert error_code(graphql(client, SET_CATEGORY, {"id": pid, "c": others[1]}, headers=EMIL)) == "FORBIDDEN"
     for unknown in (str(ObjectId()), "not-an-id"):
-        assert code(graphql(client, SET_CATEGORY, {"id": unknown, "c": others[1]}, headers=DORA)) == "NOT_FOUND"
+        assert error_code(graphql(client, SET_CATEGORY, {"id": unknown, "c": others[1]}, headers=DORA)) == "NOT_FOUND"
     assert photo(client, pid)["category"] == others[0]
 
     by_admin = graphql(client, SET_CATEGORY, {"id": pid, "c": others[1]}, headers=ROOT)["data"]["setCategory"]
@@ -204,7 +192,7 @@ def test_my_photos_list_processing_and_failed_ones_newest_first(make_settings: C
         assert [e["node"]["id"] for e in rest["edges"]] == [broken] and not rest["pageInfo"]["hasNextPage"]
         assert [e["node"]["id"] for e in page("FAILED")["edges"]] == [broken]
         assert [e["node"]["id"] for e in page("PROCESSING")["edges"]] == [pending]
-        assert code(graphql(http, MY_PHOTOS, {"after": "nonsense"}, headers=fay)) == "BAD_USER_INPUT"
+        assert error_code(graphql(http, MY_PHOTOS, {"after": "nonsense"}, headers=fay)) == "BAD_USER_INPUT"
 
         gus_photos = graphql(http, MY_PHOTOS, {}, headers=gus)["data"]["me"]["photos"]["edges"]
         assert len(gus_photos) == 1 and gus_photos[0]["node"]["id"] not in (pending, fine, broken)
@@ -213,6 +201,6 @@ def test_my_photos_list_processing_and_failed_ones_newest_first(make_settings: C
         # edits of a photo that is not READY: the title, yes; the category, not before the model chose one
         assert graphql(http, UPDATE, {"id": pending, "t": "Soon"}, headers=fay)["data"]["updatePhoto"]["title"] == "Soon"
         early = graphql(http, SET_CATEGORY, {"id": pending, "c": "food"}, headers=fay)
-        assert code(early) == "BAD_USER_INPUT" and early["errors"][0]["extensions"]["argument"] == "id"
+        assert error_code(early) == "BAD_USER_INPUT" and early["errors"][0]["extensions"]["argument"] == "id"
         # another user cannot even tell it exists
-        assert code(graphql(http, UPDATE, {"id": pending, "t": "x"}, headers=gus)) == "NOT_FOUND"
+        assert error_code(graphql(http, UPDATE, {"id": pending, "t": "x"}, headers=gus)) == "NOT_FOUND"

@@ -29,7 +29,16 @@ from storage.votes import VoteRepository
 from tests.browser import artifacts_dir, system_chromium
 from tests.servers import LiveServer, graphql
 from tests.tokens import auth_header
-from tests.uploads import fetch_photo, generated_photo, jpeg_bytes, skimage_photo, upload_ok, wait_ready
+from tests.uploads import (
+    fetch_photo,
+    generated_photo,
+    jpeg_bytes,
+    skimage_photo,
+    upload_all,
+    upload_ok,
+    wait_all,
+    wait_ready,
+)
 from tests.votes import settled, vote_id
 
 try:
@@ -57,17 +66,9 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
 def others_photos(client: httpx.Client) -> list[str]:
     """Photos of two other players, READY: what the player's duels are made of."""
-    uploaded = [(upload_ok(client, jpeg_bytes(generated_photo(seed)), auth_header(owner))["id"], owner)
-                for seed in range(8) for owner in [SEED_OWNERS[seed % 2]]]
-    return [wait_ready(client, pid, auth_header(owner))["id"] for pid, owner in uploaded]
+    return list(wait_all(client, upload_all(client, [generated_photo(seed) for seed in range(8)], SEED_OWNERS)))
 
 
 class Rivals:

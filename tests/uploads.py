@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import numpy as np
 from PIL import Image
 from skimage import data as skdata
+
+from tests.tokens import auth_header
 
 UPLOAD = "mutation($file: Upload!, $title: String) { uploadPhoto(file: $file, title: $title) { id status title } }"
 
@@ -89,3 +92,29 @@ def wait_ready(client: httpx.Client, photo_id: str, headers: dict[str, str], tim
             return photo
         time.sleep(0.1)
     raise AssertionError(f"photo {photo_id} not processed in time: {photo}")
+
+
+def upload_all(client: httpx.Client, images: Sequence[Image.Image], owners: Sequence[str], *,
+               titles: Sequence[str | None] | None = None) -> dict[str, str]:
+    """Upload each image (as a JPEG) for the owners in turn (image i by owners[i % len(owners)]), without
+    waiting for ingest: photo id -> owner, in upload order."""
+    owned: dict[str, str] = {}
+    for i, image in enumerate(images):
+        owner = owners[i % len(owners)]
+        title = titles[i] if titles is not None else None
+        owned[upload_ok(client, jpeg_bytes(image), auth_header(owner), title=title)["id"]] = owner
+    return owned
+
+
+def wait_all(client: httpx.Client, owned: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Until each photo (id -> owner) is out of PROCESSING: id -> the photo as its owner reads it."""
+    return {photo_id: wait_ready(client, photo_id, auth_header(owner)) for photo_id, owner in owned.items()}
+
+
+def upload_many(client: httpx.Client, images: Sequence[Image.Image], owners: Sequence[str], *,
+                titles: Sequence[str | None] | None = None, status: str = "READY") -> dict[str, str]:
+    """`upload_all`, then wait until every photo is processed and assert it ended in `status`."""
+    owned = upload_all(client, images, owners, titles=titles)
+    for photo in wait_all(client, owned).values():
+        assert photo["status"] == status, photo
+    return owned
