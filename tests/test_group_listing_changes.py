@@ -64,12 +64,6 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
 def crop(image: Image.Image, fraction: float, *, left: float = 0.5) -> Image.Image:
     w, h = image.size
     cw, ch = int(w * fraction), int(h * fraction)

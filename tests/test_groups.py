@@ -61,12 +61,6 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
 def upload_all(client: httpx.Client, images: dict[str, Image.Image | bytes]) -> dict[str, str]:
     ids = {}
     for i, (name, image) in enumerate(images.items()):

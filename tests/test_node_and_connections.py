@@ -34,12 +34,6 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
-
-
 def data(body: dict[str, Any]) -> dict[str, Any]:
     assert "errors" not in body, body
     result: dict[str, Any] = body["data"]

@@ -5,7 +5,6 @@ against a live server. No answer may be a 5xx, no error may be logged, and the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import graphql
@@ -46,12 +45,6 @@ WITH_VARIABLES = [
     "mutation($name: String!) { removeCelebrity(name: $name) }",
 ]
 VARIABLE_NAMES = ["id", "n", "t", "a", "c", "o", "p", "tags", "ids", "token", "name"]
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
 
 
 def operations() -> st.SearchStrategy[dict[str, Any]]:

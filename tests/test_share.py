@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
@@ -54,12 +53,6 @@ def jpeg_with_gps(seed: int) -> bytes:
     generated_photo(seed).save(buf, format="JPEG", quality=92, exif=exif)
     assert b"ShareCam" in buf.getvalue()
     return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -29,12 +29,6 @@ from tests.uploads import (
 
 ALICE = auth_header("alice")
 BOB = auth_header("bob")
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
-        yield http
 
 
 @pytest.fixture(scope="module")
