@@ -23,11 +23,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from api.errors import is_unavailable
+from api.http_middleware import HttpMiddleware
 from photoduel.metrics import CONTENT_TYPE_LATEST
 
 log = structlog.get_logger(__name__)
@@ -99,16 +100,10 @@ class OperationMetrics(SchemaExtension):
         request.scope.setdefault("state", {})[OPERATION] = (self.execution_context.operation_name, kind)
 
 
-class RequestMetricsMiddleware:
+class RequestMetricsMiddleware(HttpMiddleware):
     """Times every HTTP request and counts its response by route template and status."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         state = scope.setdefault("state", {})
         status = CLIENT_GONE  # nothing sent: the client left first (ErrorMiddleware answers everything else)

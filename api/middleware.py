@@ -19,6 +19,7 @@ from api.errors import (
     UNEXPECTED_MESSAGE,
     is_unavailable,
 )
+from api.http_middleware import HttpMiddleware
 from api.metrics import METRICS_PATH
 from api.request_ids import current_request_id
 from photos.upload_rules import UploadRules
@@ -81,23 +82,7 @@ class _StartedSend:
         await self.send(message)
 
 
-class _HttpMiddleware:
-    """Acts on HTTP requests only (`http`); websockets and lifespan events pass through untouched."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.http(scope, receive, send)
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError
-
-
-class ErrorMiddleware(_HttpMiddleware):
+class ErrorMiddleware(HttpMiddleware):
     """Outermost: an exception from any middleware or route becomes a JSON answer (503 or a masked 500)
     and one structured log line, instead of a plain-text 500 and "Exception in ASGI application".
 
@@ -121,7 +106,7 @@ class ErrorMiddleware(_HttpMiddleware):
                 pass  # the client is gone
 
 
-class AuthMiddleware(_HttpMiddleware):
+class AuthMiddleware(HttpMiddleware):
     """Verifies `Authorization: Bearer` on HTTP requests. A bad token is a 401, never anonymous.
 
     Recording the user (`SeenUsers`) writes to the database: when that fails the request is answered
@@ -160,7 +145,7 @@ class AuthMiddleware(_HttpMiddleware):
         await self.app(scope, receive, send)
 
 
-class BodyLimitMiddleware(_HttpMiddleware):
+class BodyLimitMiddleware(HttpMiddleware):
     """The upload rules' first step: bodies over their cap get a 413 before anything parses them, whether
     or not Content-Length is declared. A multipart body (an upload) may reach
     `UploadRules.max_request_bytes`; any other (a JSON operation) only `max_json_bytes`, so a client cannot

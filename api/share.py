@@ -18,19 +18,18 @@ from xml.sax.saxutils import escape as xml_escape
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.public_url import public_base_url
+from photos.queries import Viewer, category_filter, visible
 from storage.base import parse_object_id
-from storage.photos import READY
+
+#: Share pages and feeds are public: what anyone, signed in or not, may see.
+ANYONE = Viewer(uid=None)
 
 # Entries in a featured feed: readers poll it, and the newest are what they have not seen.
 FEED_ENTRIES = 50
 CACHE = "public, max-age=300"
 # The page loads its one image from here and nothing else: no script, no style, no form.
 PAGE_CSP = "default-src 'none'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-
-
-def base_url(request: Request) -> str:
-    configured = request.app.state.services.settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
 
 
 def photo_title(doc: dict[str, Any]) -> str:
@@ -136,9 +135,9 @@ async def share_page(request: Request) -> Response:
     if oid is None:
         return _not_found()
     doc = await request.app.state.services.photos.get(oid)
-    if doc is None or doc.get("status") != READY or not (doc.get("renditions") or {}).get("display"):
+    if doc is None or not visible(doc, ANYONE) or not (doc.get("renditions") or {}).get("display"):
         return _not_found()
-    base = base_url(request)
+    base = public_base_url(request)
     html = share_page_html(doc, page_url=f"{base}/p/{oid}", image_url=f"{base}/images/{oid}/display")
     return Response(html, media_type="text/html; charset=utf-8",
                     headers={"Cache-Control": CACHE, "Content-Security-Policy": PAGE_CSP})
@@ -146,9 +145,10 @@ async def share_page(request: Request) -> Response:
 
 async def featured_feed(request: Request) -> Response:
     """`/feeds/featured.atom`, optionally `?category=NAME`."""
-    category = request.query_params.get("category") or None
+    raw = request.query_params.get("category", "").strip()
+    category = category_filter(raw) if raw else None
     docs = await request.app.state.services.photos.recently_featured(category, limit=FEED_ENTRIES)
-    base = base_url(request)
+    base = public_base_url(request)
     feed_url = f"{base}/feeds/featured.atom" + (f"?category={quote(category)}" if category else "")
     body = featured_feed_xml(docs, base=base, category=category, feed_url=feed_url,
                              now=datetime.now(UTC))

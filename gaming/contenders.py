@@ -49,10 +49,12 @@ from gaming.ratings import RatingEnv
 __all__ = [
     "DEFAULT_GROUP_POLICY",
     "GroupPolicy",
+    "choose_opponent_positions",
     "choose_opponents",
     "contender_opponent",
     "contender_pair",
     "contender_series",
+    "contender_values",
     "contention",
     "group_leader",
     "leader_confidence",
@@ -155,6 +157,13 @@ def pair_values(mu: np.ndarray, sigma: np.ndarray, weight: np.ndarray, env: Rati
     return values
 
 
+def contender_values(mu: np.ndarray, sigma: np.ndarray, env: RatingEnv, policy: GroupPolicy = DEFAULT_GROUP_POLICY
+                     ) -> np.ndarray:
+    """A group's :func:`pair_values` weighted by :func:`contention`: what every group draw is by. Computed
+    once per group and draw, as it is (m, m)."""
+    return pair_values(mu, sigma, contention(mu, sigma, env, policy), env)
+
+
 def contender_pair(
     mu: np.ndarray, sigma: np.ndarray, env: RatingEnv, rng: random.Random, policy: GroupPolicy = DEFAULT_GROUP_POLICY
 ) -> tuple[int, int] | None:
@@ -162,7 +171,7 @@ def contender_pair(
     values; None when the group has fewer than two members or nothing left to learn."""
     if len(mu) < 2:
         return None
-    values = pair_values(mu, sigma, contention(mu, sigma, env, policy), env)
+    values = contender_values(mu, sigma, env, policy)
     upper = np.triu_indices(len(mu), k=1)
     flat = values[upper]
     if not np.any(flat > 0):
@@ -188,7 +197,7 @@ def contender_opponent(
     eligible[anchor] = False
     if len(mu) < 2 or not eligible.any():
         return None
-    row = pair_values(mu, sigma, contention(mu, sigma, env, policy), env)[anchor]
+    row = contender_values(mu, sigma, env, policy)[anchor]
     members = np.flatnonzero(eligible & (row > 0))
     if not len(members):
         return None
@@ -196,20 +205,19 @@ def contender_opponent(
 
 
 def next_contender(
-    mu: np.ndarray,
-    sigma: np.ndarray,
+    values: np.ndarray,
     chosen: Sequence[int],
     eligible: np.ndarray,
-    env: RatingEnv,
     rng: random.Random,
     policy: GroupPolicy = DEFAULT_GROUP_POLICY,
 ) -> int | None:
     """One more member for a series that holds ``chosen``: among ``eligible`` members not in it, drawn by
-    the softmax over each one's summed pair values with those already in. None when none is eligible."""
+    the softmax over each one's summed pair values with those already in. ``values``: the group's
+    :func:`contender_values`, which the caller computes once for all the members it adds (the ratings do
+    not change while a series is drawn). None when none is eligible."""
     rest = [i for i in np.flatnonzero(np.asarray(eligible, dtype=bool)).tolist() if i not in chosen]
     if not rest or not chosen:
         return None
-    values = pair_values(mu, sigma, contention(mu, sigma, env, policy), env)
     gain = values[np.ix_(rest, list(chosen))].sum(axis=1)
     return int(rest[sample_by_score(np.maximum(gain, 1e-300), rng, policy.temperature)])
 
@@ -229,8 +237,9 @@ def contender_series(
         return None
     chosen = list(pair)
     everyone = np.ones(len(mu), dtype=bool)
+    values = contender_values(mu, sigma, env, policy)
     while len(chosen) < min(size, len(mu)):
-        member = next_contender(mu, sigma, chosen, everyone, env, rng, policy)
+        member = next_contender(values, chosen, everyone, rng, policy)
         assert member is not None  # members are left while the series is smaller than the group
         chosen.append(member)
     return chosen
@@ -243,6 +252,31 @@ def wants_group_duel(anchor_contention: float, rng: random.Random, policy: Group
     return policy.group_duels > 0 and rng.random() < policy.group_duels * min(max(anchor_contention, 0.0), 1.0)
 
 
+def choose_opponent_positions(
+    anchor: RatedPhoto,
+    candidates: Sequence[tuple[RatedPhoto, float]],
+    count: int,
+    boundary: float,
+    env: RatingEnv,
+    rng: random.Random,
+    *,
+    policy: MatchPolicy = DEFAULT_POLICY,
+) -> list[int]:
+    """Up to ``count`` distinct opponents for a series around ``anchor``, drawn one by one without
+    replacement from ``(photo, similarity)`` candidates by `gaming.matchmaking.candidate_scores`
+    (the caller filters as for a duel): their positions in ``candidates``, in the order drawn, so a
+    caller that keeps its own index per candidate needs no lookup back from the photo."""
+    if count < 1 or not candidates:
+        return []
+    scores = candidate_scores(anchor, candidates, boundary, env, policy)
+    left = list(range(len(candidates)))
+    chosen: list[int] = []
+    while left and len(chosen) < count:
+        at = sample_by_score(scores[left], rng, policy.temperature)
+        chosen.append(left.pop(at))
+    return chosen
+
+
 def choose_opponents(
     anchor: RatedPhoto,
     candidates: Sequence[tuple[RatedPhoto, float]],
@@ -253,16 +287,7 @@ def choose_opponents(
     *,
     policy: MatchPolicy = DEFAULT_POLICY,
 ) -> list[RatedPhoto]:
-    """Up to ``count`` distinct opponents for a series around ``anchor``, drawn one by one without
-    replacement from ``(photo, similarity)`` candidates by `gaming.matchmaking.candidate_scores`
-    (the caller filters as for a duel)."""
-    if count < 1 or not candidates:
-        return []
-    scores = candidate_scores(anchor, candidates, boundary, env, policy)
-    left = list(range(len(candidates)))
-    chosen: list[RatedPhoto] = []
-    while left and len(chosen) < count:
-        at = sample_by_score(scores[left], rng, policy.temperature)
-        chosen.append(candidates[left.pop(at)][0])
-    return chosen
+    """:func:`choose_opponent_positions`' draw, as the photos themselves."""
+    positions = choose_opponent_positions(anchor, candidates, count, boundary, env, rng, policy=policy)
+    return [candidates[k][0] for k in positions]
 

@@ -77,9 +77,9 @@ class Outbox:
         """The user's records, newest first. Raises `storage.pagination.InvalidCursor`."""
         return await read_page(self.collection, {"user": user}, NEWEST_FIRST, first=first, after=after)
 
-    async def one(self, user: str, record_id: ObjectId) -> dict[str, Any] | None:
-        """The user's own record by id; another user's reads as unknown."""
-        return await self.collection.find_one({"_id": record_id, "user": user})
+    async def owned(self, user: str, ids: Sequence[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
+        """The user's own records among `ids`, in one read; another user's read as unknown."""
+        return {d["_id"]: d async for d in self.collection.find({"_id": {"$in": list(ids)}, "user": user})}
 
     async def mark_read(self, user: str, ids: Sequence[ObjectId]) -> int:
         """Mark the user's own unread records read; how many changed (other users' ids match nothing)."""

@@ -61,9 +61,10 @@ class NotificationService:
         """The user's notifications, newest first. Raises `storage.pagination.InvalidCursor`."""
         return await self.outbox.page(user, first=first, after=after)
 
-    async def one(self, user: str, record_id: ObjectId) -> dict[str, Any] | None:
-        """The user's own notification by id (`node(id:)`); None for an unknown id or another user's."""
-        return await self.outbox.one(user, record_id)
+    async def owned(self, user: str, ids: Sequence[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
+        """The user's own notifications among `ids` (`node(id:)`), by id; unknown ids and another user's
+        are absent."""
+        return await self.outbox.owned(user, ids)
 
     async def mark_read(self, user: str, ids: Sequence[ObjectId]) -> int:
         """Mark the user's own unread notifications read; returns how many changed. Ids of other users'
@@ -98,26 +99,24 @@ class NotificationService:
         if photo_id:
             self.pubsub.publish(photo_topic(str(photo_id)), record)
 
-    async def announce_featured(self, photo: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Record "your photo is featured" (once per photo) and announce it like `announced` does."""
-        record, created = await announce_featured(self.outbox, photo)
+    async def _announce_new(self, outcome: tuple[dict[str, Any], bool]) -> tuple[dict[str, Any], bool]:
+        """A keyed record's outcome: announced (like `announced`) when this call created it."""
+        record, created = outcome
         if created:
             await self.announced(record)
-        return record, created
+        return outcome
+
+    async def announce_featured(self, photo: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Record "your photo is featured" (once per photo) and announce it."""
+        return await self._announce_new(await announce_featured(self.outbox, photo))
 
     async def announce_badge(self, user: str, badge: str) -> tuple[dict[str, Any], bool]:
-        """Record "you earned a badge" (once per user and badge) and announce it like `announced` does."""
-        record, created = await announce_badge(self.outbox, user, badge)
-        if created:
-            await self.announced(record)
-        return record, created
+        """Record "you earned a badge" (once per user and badge) and announce it."""
+        return await self._announce_new(await announce_badge(self.outbox, user, badge))
 
     async def announce_daily_goal(self, user: str, day: date, goal: int) -> tuple[dict[str, Any], bool]:
         """Record "daily goal reached" (once per user and local day) and announce it."""
-        record, created = await announce_daily_goal(self.outbox, user, day, goal)
-        if created:
-            await self.announced(record)
-        return record, created
+        return await self._announce_new(await announce_daily_goal(self.outbox, user, day, goal))
 
     # --- live subscriptions ---------------------------------------------------------------------
     def subscribe_user(self, uid: str) -> contextlib.AbstractAsyncContextManager[Subscription]:

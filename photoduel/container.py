@@ -68,8 +68,8 @@ from photoduel.achievements import progress_announcer
 from photoduel.metrics import MetricReads, Metrics
 from photoduel.rate_limits import build_rate_limiter
 from photoduel.settings import Settings, SettingsError
-from photos.account_erasure import AccountErasure, AccountStores
-from photos.deletion import PhotoDeletion
+from photos.account_erasure import ACCOUNT_ERASURE, AccountErasure, AccountStores
+from photos.deletion import PHOTO_DELETION, PhotoDeletion
 from photos.editing import PhotoEditor
 from photos.moderation import ModerationService
 from photos.queries import PhotoQueries
@@ -100,6 +100,10 @@ from storage.voter_flags import VoterFlagRepository
 from storage.votes import VoteRepository
 
 MAINTENANCE_LEASE = "maintenance"
+
+#: Every job kind the worker runs, in priority order (`features.job_handlers` follows it): an ingest batch
+#: before deletions, and they before any face check. The queue metrics report each, backlog or not.
+JOB_KINDS = (INGEST, PHOTO_DELETION, ACCOUNT_ERASURE, FACES)
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ class Services:
     series_rounds: SeriesRounds
     private_series: PrivateSeries
     promotion: Promotion
-    # Similarity groups: membership (written at ingest; `remove_member` when a photo is deleted), the views
+    # Similarity groups: membership (written at ingest; `remove_members` when a photo is deleted), the views
     # players read, and the listing summaries a maintenance chore keeps current (and the requests that hide,
     # approve, delete or recategorise a member refresh at once: `GroupRanks.refresh_photos`).
     groups: SimilarityGroups
@@ -344,8 +348,8 @@ def build_deletion(settings: Settings, db: AsyncDatabase[dict[str, Any]], stores
     reports = PhotoReportRepository(db)
     traces = PhotoTraces(stores.photos, stores.blobs, stores.vectors, VoteRepository(db), stores.outbox, stores.jobs,
                          neighbours_k=settings.neighbours_k,
-                         forget_photo=(groups.remove_member, reports.delete_for_photo,
-                                       SeriesVoteRepository(db).delete_for_photo))
+                         forget_photo=(groups.remove_members, reports.delete_for_photos,
+                                       SeriesVoteRepository(db).delete_for_photos))
     deletion = PhotoDeletion(stores.photos, stores.jobs, traces, on_deleted=catalogue.remove, on_enqueued=wake,
                              refresh_groups=group_ranks.refresh_photos)
     account_stores = AccountStores(
@@ -437,5 +441,5 @@ def build_services(settings: Settings, mongo: AsyncMongoClient[dict[str, Any]], 
                                     seconds=settings.maintenance_lease_seconds), every=settings.maintenance_seconds),
         metrics=metrics,
         metric_reads=MetricReads(metrics, jobs, projector_lag=projector.lag_seconds,
-                                 projector_active=lambda: projector.active, kinds=(INGEST, FACES)),
+                                 projector_active=lambda: projector.active, kinds=JOB_KINDS),
     )

@@ -17,7 +17,7 @@ from ml.pipelines.celebrity_job import FACES, FacesHandler, enqueue_faces
 from ml.pipelines.ingest import IngestConfig, IngestHandler
 from notifications.devices import DEVICE_INDEXES
 from notifications.outbox import OUTBOX_INDEXES
-from photoduel.container import Services
+from photoduel.container import JOB_KINDS, Services
 from photoduel.worker import JobHandler, Worker
 from photos.account_erasure import ACCOUNT_ERASURE, AccountErasureHandler
 from photos.deletion import PHOTO_DELETION, PhotoDeletionHandler
@@ -31,13 +31,14 @@ ReadyHook = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 def job_handlers(services: Services) -> dict[str, JobHandler]:
-    """Job handlers by kind, in priority order: an ingest batch goes before deletions, and they before any
-    face check."""
+    """Job handlers by kind, in `JOB_KINDS`' priority order."""
     batch = services.settings.worker_batch_size
-    return {INGEST: ingest_handler(services),
-            PHOTO_DELETION: PhotoDeletionHandler(services.photo_deletion, batch_size=batch),
-            ACCOUNT_ERASURE: AccountErasureHandler(services.account_erasure),
-            FACES: faces_handler(services)}
+    handlers: dict[str, JobHandler] = {
+        INGEST: ingest_handler(services),
+        PHOTO_DELETION: PhotoDeletionHandler(services.photo_deletion, batch_size=batch),
+        ACCOUNT_ERASURE: AccountErasureHandler(services.account_erasure),
+        FACES: faces_handler(services)}
+    return {kind: handlers[kind] for kind in JOB_KINDS}
 
 
 def ingest_handler(services: Services) -> IngestHandler:

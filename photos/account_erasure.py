@@ -10,9 +10,9 @@ anywhere (a crash, a restart) is simply run again:
 
 1. each photo's traces, as a photo deletion removes them (`photos.traces`): blobs, vector rows, places
    in neighbour lists, notifications about it; its votes stay, marked;
-2. the devices (nothing is pushed to them again), the notifications, blobs an upload left without a
-   photo, the rate-limit buckets, and what other collections keep per player (`forget_player`: its
-   progress, its blocks, the reports it filed);
+2. the notifications, blobs an upload left without a photo, the rate-limit buckets, and what other
+   collections keep per player (`forget_player`: its progress, its blocks, the reports it filed); the
+   devices go with the mark, which every run writes again first, so nothing is pushed to them again;
 3. the account's own votes and skips, and its uid in the rating records, screening decisions and
    moderation decisions (`anonymise_player`), take one random id (the same everywhere, so the log stays
    consistent and no photo's rating moves, a `ratings rebuild` included); the finished tombstones take
@@ -210,8 +210,7 @@ class AccountErasure:
             busy.update((await self.traces.remove(pending)).busy)
 
     async def _forget(self, uid: str) -> None:
-        stores = self.stores
-        await stores.devices.forget_user(uid)
+        stores = self.stores  # the devices went in `_mark`, which every run begins with
         await stores.outbox.forget_user(uid)
         await stores.blobs.delete_owned(uid)
         await stores.rate_limits.forget(user_subject(uid))

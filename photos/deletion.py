@@ -101,6 +101,7 @@ class PhotoDeletion:
         """The deletion jobs of a batch of photos: their traces removed together (a few scans for the batch,
         not per photo). A photo whose ingest or face check runs is deferred."""
         wanted: dict[ObjectId, Job] = {}
+        by_whom: dict[str, list[ObjectId]] = {}
         results: dict[Any, Outcome] = {}
         for job in jobs:
             oid = parse_object_id(str(job.payload.get("photo_id", "")))
@@ -108,8 +109,10 @@ class PhotoDeletion:
                 results[job.id] = Done({"skipped": "not a photo id"})
                 continue
             wanted[oid] = job
-            # the request may have died before its tombstone write: the job's existence is the intent
-            await self.photos.tombstone(oid, by=str(job.payload.get("by", "owner")))
+            by_whom.setdefault(str(job.payload.get("by", "owner")), []).append(oid)
+        # the request may have died before its tombstone write: the job's existence is the intent
+        for by, ids in by_whom.items():
+            await self.photos.tombstone_many(ids, by=by)
         removed = await self.traces.remove(await self.photos.unfinished_deletions(ids=list(wanted)))
         busy = set(removed.busy)
         for oid, job in wanted.items():

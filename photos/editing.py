@@ -43,6 +43,16 @@ class InvalidEdit(ValueError):
         self.argument = argument
 
 
+async def visible_photo(photos: PhotoRepository, viewer: Viewer, photo_id: str) -> Doc:
+    """The photo of that public id if the viewer may see it; PhotoNotFound otherwise (a bad id, an
+    unknown photo, or one not theirs to see: its existence is not told)."""
+    oid: ObjectId | None = parse_object_id(photo_id)
+    doc = await photos.get(oid) if oid is not None else None
+    if doc is None or not visible(doc, viewer):
+        raise PhotoNotFound(photo_id)
+    return doc
+
+
 class PhotoEditor:
     def __init__(self, photos: PhotoRepository, rules: UploadRules, categories: Iterable[str], *,
                  on_recategorised: Callable[[Mapping[str, Any]], None] = lambda doc: None,
@@ -81,10 +91,7 @@ class PhotoEditor:
         return updated
 
     async def _editable(self, viewer: Viewer, photo_id: str) -> Doc:
-        oid: ObjectId | None = parse_object_id(photo_id)
-        doc = await self.photos.get(oid) if oid is not None else None
-        if doc is None or not visible(doc, viewer):
-            raise PhotoNotFound(photo_id)
+        doc = await visible_photo(self.photos, viewer, photo_id)
         if not viewer.admin and doc.get("owner") != viewer.uid:
             raise NotPhotoOwner(photo_id)
         return doc

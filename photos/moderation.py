@@ -23,7 +23,7 @@ await `refresh_groups` before the request answers, so `groups(...)` lists the ch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +31,9 @@ from bson import ObjectId
 
 from notifications.moderation import announce_decision, announce_held
 from notifications.outbox import Outbox
-from photos.editing import NotPhotoOwner, PhotoNotFound
+from photos.editing import NotPhotoOwner, PhotoNotFound, visible_photo
 from photos.group_listing import RefreshGroups, no_refresh
-from photos.queries import Viewer, visible
+from photos.queries import Viewer
 from storage.base import Doc, parse_object_id
 from storage.clock import utcnow
 from storage.moderation_decisions import ModerationDecisionRepository
@@ -102,13 +102,6 @@ class ModerationService:
         self.on_announced = on_announced
         self.refresh_groups = refresh_groups
 
-    async def _photo(self, viewer: Viewer, photo_id: str) -> Doc:
-        oid: ObjectId | None = parse_object_id(photo_id)
-        doc = await self.photos.get(oid) if oid is not None else None
-        if doc is None or not visible(doc, viewer):
-            raise PhotoNotFound(photo_id)
-        return doc
-
     async def _announced(self, outcome: tuple[dict[str, Any], bool]) -> None:
         record, created = outcome
         if created and self.on_announced is not None:
@@ -126,7 +119,7 @@ class ModerationService:
             raise RefusedModeration(f"unknown reason {reason!r}: one of {', '.join(REPORT_REASONS)}",
                                     argument="reason")
         note = _text(text, "text")
-        doc = await self._photo(viewer, photo_id)
+        doc = await visible_photo(self.photos, viewer, photo_id)
         if doc["owner"] == viewer.uid:
             raise NotPhotoOwner(photo_id)
         if doc["status"] != READY:
@@ -215,3 +208,8 @@ class ModerationService:
     async def history(self, photo: ObjectId) -> list[Doc]:
         """The decisions on a photo, newest first."""
         return await self.decisions.for_photo(photo)
+
+    async def histories(self, photos: Sequence[ObjectId]) -> dict[ObjectId, list[Doc]]:
+        """`history` of several photos in one read (a page of photos an admin looks at); those without
+        any decision are absent."""
+        return await self.decisions.for_photos(photos)

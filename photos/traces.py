@@ -42,6 +42,9 @@ from storage.votes import VoteRepository
 
 log = structlog.get_logger(__name__)
 
+# One collection's removal of what it keeps about these photos.
+ForgetPhotos = Callable[[Sequence[ObjectId]], Awaitable[object]]
+
 
 @dataclass(frozen=True)
 class Removed:
@@ -54,8 +57,9 @@ class Removed:
 class PhotoTraces:
     def __init__(self, photos: PhotoRepository, blobs: BlobStore, vectors: VectorIndex, votes: VoteRepository,
                  outbox: Outbox, jobs: JobQueue, *, neighbours_k: int,
-                 forget_photo: Sequence[Callable[[ObjectId], Awaitable[object]]] = ()) -> None:
-        """`forget_photo`: other collections' removal of what they keep about one photo, each safe to repeat."""
+                 forget_photo: Sequence[ForgetPhotos] = ()) -> None:
+        """`forget_photo`: other collections' removal of what they keep per photo, each called once with all
+        the photos of a removal and safe to repeat."""
         self.photos = photos
         self.forget_photo = list(forget_photo)
         self.blobs = blobs
@@ -72,15 +76,12 @@ class PhotoTraces:
         ready = [t for t in tombstones if t["_id"] not in busy]
         ids = [t["_id"] for t in ready]
         if ready:
-            for tombstone in ready:
-                for blob_id in (tombstone.get("blobs") or {}).values():
-                    await self.blobs.delete(blob_id)
+            await self.blobs.delete_many([blob_id for t in ready for blob_id in (t.get("blobs") or {}).values()])
             await self.vectors.delete_everywhere(PHOTO_VECTORS, [str(i) for i in ids])
             holders = await self.photos.pull_from_neighbour_lists(ids, self.neighbours_k)
             await self._refill(holders)
-            for photo_id in ids:
-                for forget in self.forget_photo:
-                    await forget(photo_id)
+            for forget in self.forget_photo:
+                await forget(ids)
             for owner, owned in _by_owner(ready).items():
                 await self.outbox.forget_photos(owner, owned)
             votes = await self.votes.mark_deleted_photos(ids)

@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from storage.base import Doc, Repository
 from storage.clock import utcnow
+from storage.pagination import Page, SortKey, read_page
 from storage.vectors import ScalarField, VectorIndex, collection_name, milvus_filter_eq
 
 MAX_NAME = 200
@@ -31,6 +32,9 @@ class Celebrity:
     name: str
     descriptors: int
     created_at: datetime
+
+
+BY_NAME = SortKey((("_id", 1),))
 
 
 def _celebrity(doc: Doc) -> Celebrity:
@@ -79,6 +83,13 @@ class CelebrityGallery(Repository):
 
     async def enrolled(self) -> list[Celebrity]:
         return [_celebrity(d) async for d in self.collection.find({}).sort("_id", 1)]
+
+    async def page(self, *, first: int, after: str | None) -> Page:
+        """A page of the gallery by name (its `_id`); raises `storage.pagination.InvalidCursor`."""
+        return await read_page(self.collection, {}, BY_NAME, first=first, after=after)
+
+    def celebrity(self, doc: Doc) -> Celebrity:
+        return _celebrity(doc)
 
     async def names(self) -> list[str]:
         return [d["_id"] async for d in self.collection.find({}, {"_id": 1})]

@@ -24,7 +24,7 @@ nearest linked group with room; when none has room it founds its own; two groups
 sum fits. Sizes are counted, not reserved, so photos joining one group at the same moment can pass the
 cap by as many as join at once.
 
-A photo that leaves (deletion: `remove_member`) does not split its group: members are linked when they
+A photo that leaves (deletion: `remove_members`) does not split its group: members are linked when they
 join, and a removed bridge leaves the two sides in one group until they are grouped again.
 """
 
@@ -96,17 +96,34 @@ class SimilarityGroups:
             log.info("group.member_removed", photo=str(photo_id), group=str(left))
         return left
 
+    async def remove_members(self, photo_ids: Sequence[ObjectId]) -> dict[ObjectId, ObjectId]:
+        """Take deleted photos out of their groups (`remove_member` for many: their groups read once, each
+        group touched once); the group each was in, those in none absent. Safe to repeat."""
+        left = await self.photos.leave_groups(photo_ids)
+        groups = list(dict.fromkeys(left.values()))
+        roots = await self.groups.roots(groups)
+        await self.groups.touch_many([roots[g] for g in groups])
+        for group in groups:
+            log.info("group.members_removed", group=str(group),
+                     photos=[str(p) for p, g in left.items() if g == group])
+        return left
+
     async def _enter(self, photo: Mapping[str, object], links: Sequence[ObjectId]) -> ObjectId | None:
         """The photo's first group: the nearest linked group with room, else one of its own."""
         photo_id = photo["_id"]
         assert isinstance(photo_id, ObjectId)
         linked = await self.photos.group_links(links)
         target: ObjectId | None = None
+        checked: set[ObjectId] = set()  # groups that lead to a full one: links often share a group
         for link in links:
             group = linked.get(link)
-            if group is not None and await self._has_room(root := await self.groups.root(group), 1):
+            if group is None or group in checked:
+                continue
+            root = await self.groups.root(group)
+            if root not in checked and await self._has_room(root, 1):
                 target = root
                 break
+            checked.update((group, root))
         founded = target is None
         if target is None:
             target = await self.groups.found(photo_id, provisional_summary(photo))

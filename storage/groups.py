@@ -76,6 +76,19 @@ class GroupRepository(Repository):
             current = into
         raise RuntimeError(f"group {group_id}: merge links longer than {MAX_HOPS}")
 
+    async def roots(self, group_ids: Sequence[ObjectId]) -> dict[ObjectId, ObjectId]:
+        """Each group's `root`, the links of all of them followed together: one read per hop."""
+        found = {g: g for g in group_ids}
+        pending = set(found)
+        for _ in range(MAX_HOPS):
+            cursor = self.collection.find({"_id": {"$in": list({found[g] for g in pending})}}, {"merged_into": 1})
+            into = {d["_id"]: d["merged_into"] async for d in cursor if d.get("merged_into") is not None}
+            pending = {g for g in pending if found[g] in into}
+            if not pending:
+                return found
+            found.update({g: into[found[g]] for g in pending})
+        raise RuntimeError(f"groups {sorted(map(str, pending))}: merge links longer than {MAX_HOPS}")
+
     async def merged_into(self, group_id: ObjectId) -> ObjectId | None:
         doc = await self.collection.find_one({"_id": group_id}, {"merged_into": 1})
         return doc.get("merged_into") if doc is not None else None
@@ -101,6 +114,13 @@ class GroupRepository(Repository):
         request's own refresh) sees this change."""
         await self.collection.update_one({"_id": group_id}, {"$inc": {"changes": 1}, "$set": {"stale": True}},
                                          upsert=True)
+
+    async def touch_many(self, group_ids: Sequence[ObjectId]) -> None:
+        """`touch` for several groups in one round trip (each upserted, as `touch` does)."""
+        ops = [UpdateOne({"_id": g}, {"$inc": {"changes": 1}, "$set": {"stale": True}}, upsert=True)
+               for g in dict.fromkeys(group_ids)]
+        if ops:
+            await self.collection.bulk_write(ops, ordered=False)
 
     async def stale(self, *, limit: int) -> list[ObjectId]:
         """Groups whose membership changed since their summary (index `stale`)."""

@@ -67,6 +67,20 @@ class PhotoGroupFields:
             projection={"group_id": 1}, return_document=ReturnDocument.BEFORE)
         return before.get("group_id") if before is not None else None
 
+    async def leave_groups(self, photo_ids: Sequence[ObjectId]) -> dict[ObjectId, ObjectId]:
+        """Take these photos out of their groups in one read and one write; the group each was in (those in
+        none are absent). Meant for tombstones, which nothing claims into a group again: a merge moving one
+        meanwhile is the only race, and the group read then merged into the one it moved to."""
+        if not photo_ids:
+            return {}
+        cursor = self.collection.find({"_id": {"$in": list(set(photo_ids))}, "group_id": {"$exists": True}},
+                                      {"group_id": 1})
+        left = {d["_id"]: d["group_id"] async for d in cursor}
+        if left:
+            await self.collection.update_many({"_id": {"$in": list(left)}, "group_id": {"$exists": True}},
+                                              {"$unset": {"group_id": ""}})
+        return left
+
     async def ungrouped_after(self, after: ObjectId | None, *, limit: int,
                               fields: Sequence[str]) -> tuple[list[Doc], ObjectId | None]:
         """Up to `limit` READY photos after `after` in id order (the `_id` index): those among them

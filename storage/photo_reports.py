@@ -63,12 +63,14 @@ class PhotoReportRepository(Repository):
         found = await asyncio.gather(*(texts(photo, round) for photo, round in rounds))
         return {photo: notes for (photo, _), notes in zip(rounds, found, strict=True) if notes}
 
-    async def delete_for_photo(self, photo: ObjectId) -> int:
-        """A deleted photo's reports."""
-        return (await self.collection.delete_many({"photo": photo})).deleted_count
+    async def delete_for_photos(self, photos: Sequence[ObjectId]) -> int:
+        """Deleted photos' reports, in one write (safe to repeat); how many went."""
+        if not photos:
+            return 0
+        return (await self.collection.delete_many({"photo": {"$in": list(photos)}})).deleted_count
 
     async def forget(self, uid: str) -> int:
         """An erased account's reports (index `reporter`); those about its photos go with each photo's
-        deletion (`delete_for_photo`). What its reports hid stays hidden until an admin decides. Safe to
+        deletion (`delete_for_photos`). What its reports hid stays hidden until an admin decides. Safe to
         repeat; how many went."""
         return (await self.collection.delete_many({"reporter": uid})).deleted_count

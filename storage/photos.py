@@ -525,6 +525,15 @@ class PhotoRepository(PhotoGroupFields, Repository):
                                                          return_document=ReturnDocument.AFTER)
         return made or await self.collection.find_one({"_id": photo_id, "status": DELETED})
 
+    async def tombstone_many(self, photo_ids: Sequence[ObjectId], *, by: str) -> int:
+        """These photos tombstones (`tombstone`'s conditional write for each, in one call); how many were
+        not one yet. Unknown ids are a no-op."""
+        if not photo_ids:
+            return 0
+        result = await self.collection.update_many({"_id": {"$in": list(photo_ids)}, **NOT_DELETED},
+                                                   _tombstone(now(), by))
+        return result.modified_count
+
     async def tombstone_owned(self, owner: str, *, by: str) -> int:
         """Every photo of an owner a tombstone (conditional writes, one per document, in one call); how
         many were not one yet."""

@@ -8,7 +8,7 @@ reach a public rating: the owner's ranking is computed from these documents when
 (`gaming.private_series`).
 
 One index: (owner, pair), unique, so an owner judges a pair once, and the verdicts on a series are one
-read by its pair keys. A deleted photo's verdicts go with it (`delete_for_photo`, a scan: rare), an
+read by its pair keys. A deleted photo's verdicts go with it (`delete_for_photos`, a scan: rare), an
 erased account's with it (`forget`).
 """
 
@@ -40,9 +40,22 @@ class SeriesVoteRepository(Repository):
                                       {"left": 1, "right": 1, "pair": 1, "choice": 1, "created_at": 1})
         return await cursor.sort([("created_at", 1), ("_id", 1)]).to_list(None)
 
-    async def delete_for_photo(self, photo_id: ObjectId) -> int:
-        """A deleted photo's verdicts (safe to repeat); how many went."""
-        result = await self.collection.delete_many({"$or": [{"left": photo_id}, {"right": photo_id}]})
+    async def for_owner_pairs(self, keys: Sequence[tuple[str, Sequence[str]]]) -> list[Doc]:
+        """Several owners' verdicts on their pairs in one read (each `$or` branch on the (owner, pair)
+        index), in the order they were given, each with its owner: callers split them per owner."""
+        branches = [{"owner": owner, "pair": {"$in": list(pairs)}} for owner, pairs in keys if pairs]
+        if not branches:
+            return []
+        cursor = self.collection.find({"$or": branches},
+                                      {"owner": 1, "left": 1, "right": 1, "pair": 1, "choice": 1, "created_at": 1})
+        return await cursor.sort([("created_at", 1), ("_id", 1)]).to_list(None)
+
+    async def delete_for_photos(self, photo_ids: Sequence[ObjectId]) -> int:
+        """Deleted photos' verdicts, in one write (safe to repeat); how many went."""
+        if not photo_ids:
+            return 0
+        ids = list(photo_ids)
+        result = await self.collection.delete_many({"$or": [{"left": {"$in": ids}}, {"right": {"$in": ids}}]})
         return result.deleted_count
 
     async def forget(self, owner: str) -> int:

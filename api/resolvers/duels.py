@@ -5,14 +5,13 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from api.errors import ApiError
 from api.resolvers.blocks import blocked_owners
+from api.resolvers.duel_refusals import duel_refusals
 from api.schema.common import Connection, connection, page_size, paged
 from api.schema.duel_types import Duel, DuelChoice, LeaderboardPeriod, VoteResult
 from api.schema.photos import Photo
 from api.throttle import release_ticket
 from gaming.duels.promotion import Period
-from gaming.duels.service import DuelError
 from gaming.ratings import Outcome
 
 ONE_PER_GROUP = ("At most one photo per similarity group (each group's best photo among those listed), so the "
@@ -24,11 +23,8 @@ async def next_duel(info: Info, category: Annotated[str | None, strawberry.argum
         description="Only photos of this category (one of `categories`, any case); any category when null")] = None,
                      ) -> Duel | None:
     player = info.context.require_user()
-    try:
+    async with duel_refusals(lambda: release_ticket(info)):
         picked = await info.context.services.duels.next_duel(player, category.strip().lower() if category else None)
-    except DuelError as exc:
-        await release_ticket(info)
-        raise ApiError(str(exc), code=exc.code) from None
     if picked is None:
         await release_ticket(info)
         return None
@@ -40,11 +36,9 @@ async def vote_duel(info: Info, duel_id: Annotated[strawberry.ID, strawberry.arg
                     choice: Annotated[DuelChoice, strawberry.argument(
                         description="Which photo is better, or DRAW")]) -> VoteResult:
     player = info.context.require_user()
-    try:
+    async with duel_refusals():
         outcome = await info.context.services.duels.vote(str(duel_id), player, Outcome(choice.value),
                                                          anonymous=info.context.principal.anonymous_account)
-    except DuelError as exc:
-        raise ApiError(str(exc), code=exc.code) from None
     if outcome.accepted:
         await release_ticket(info)
     return VoteResult(accepted=outcome.accepted, applied=outcome.applied, left=Photo.from_doc(outcome.left),
@@ -53,10 +47,8 @@ async def vote_duel(info: Info, duel_id: Annotated[strawberry.ID, strawberry.arg
 
 async def skip_duel(info: Info, duel_id: Annotated[strawberry.ID, strawberry.argument(description=DUEL_ID)]) -> bool:
     player = info.context.require_user()
-    try:
+    async with duel_refusals():
         return await info.context.services.duels.skip(str(duel_id), player)
-    except DuelError as exc:
-        raise ApiError(str(exc), code=exc.code) from None
 
 
 async def leaderboard(info: Info,

@@ -4,33 +4,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from api.errors import BadUserInput, Forbidden, NotFound
+from api.resolvers.photo_refusals import photo_refusals
 from api.schema.common import Connection, connection, page_size, paged
 from api.schema.moderation import ModerationCase, ReportReason
 from api.schema.photo_moderation import ModerationDecision
 from api.schema.photos import Photo
-from photos.moderation import MAX_TEXT, NotPhotoOwner, PhotoNotFound, RefusedModeration
-from photos.queries import Viewer
+from photos.moderation import MAX_TEXT, RefusedModeration
 
 PhotoId = Annotated[strawberry.ID, strawberry.argument(description="The photo's id")]
 
 
-@contextlib.contextmanager
-def _moderation_errors() -> Iterator[None]:
-    try:
-        yield
-    except RefusedModeration as exc:
-        raise BadUserInput(str(exc), argument=exc.argument) from None
-    except PhotoNotFound:
-        raise NotFound("no such photo", argument="id") from None
-    except NotPhotoOwner:
-        raise Forbidden("you cannot report your own photo") from None
+def _moderation_refusals() -> contextlib.AbstractContextManager[None]:
+    return photo_refusals("you cannot report your own photo", RefusedModeration)
 
 
 async def report_photo(
@@ -41,12 +31,10 @@ async def report_photo(
 ) -> bool:
     """Report a photo to the moderators (anyone's but your own: FORBIDDEN). True when recorded, false when
     you had reported it already. Once enough players have reported it, it is hidden until an admin decides."""
-    uid = info.context.require_user()
-    principal = info.context.principal
-    with _moderation_errors():
+    with _moderation_refusals():
         return await info.context.services.moderation.report(
-            Viewer(uid=uid, admin=principal.admin), str(id), reason.value, text,
-            counted=not principal.anonymous_account)
+            info.context.require_viewer(), str(id), reason.value, text,
+            counted=not info.context.principal.anonymous_account)
 
 
 async def moderation_queue(
@@ -70,6 +58,6 @@ async def moderate_photo(
     """Admin: APPROVE (visible again; the reports that hid it never count again) or REJECT (hidden for good)
     a photo; recorded with who and when, and its owner is told. The same decision again changes nothing."""
     admin = info.context.require_user()  # IsAdmin on the field checked the rights
-    with _moderation_errors():
+    with _moderation_refusals():
         doc = await info.context.services.moderation.decide(admin, str(id), decision.value, note)
     return Photo.from_doc(doc)

@@ -35,7 +35,7 @@ async def _by_object_id(info: Info, oid: ObjectId) -> Node | None:
         return PhotoGroup.of(oid)
     uid = info.context.principal.uid
     if uid is not None:
-        record = await info.context.services.notifications.one(uid, oid)
+        record = await info.context.loaders.notification.load((uid, oid))
         if record is not None:
             return Notification.from_record(record)
     return None

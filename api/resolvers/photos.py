@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import strawberry
@@ -9,6 +8,7 @@ from strawberry.types import Info
 
 from api.errors import BadUserInput, Forbidden, NotFound, Unavailable
 from api.resolvers.blocks import blocked_owners
+from api.resolvers.photo_refusals import photo_refusals
 from api.schema.common import Connection, capped, connection, page_size, paged
 from api.schema.photos import Photo, PhotoOrder, SimilarPhoto
 from api.schema.ranked import ranked_connection, ranked_position, ranked_window
@@ -16,8 +16,8 @@ from ml.images import ImageRejected
 from ml.pipelines.models import ModelNotReady
 from ml.pipelines.search import search_by_text
 from ml.vocabulary import normalise_tag
-from photos.editing import InvalidEdit, NotPhotoOwner, PhotoNotFound
-from photos.queries import InvalidFilter, Order, Viewer
+from photos.editing import InvalidEdit
+from photos.queries import InvalidFilter, Order
 from photos.queries import visible as visible_to
 from photos.upload_rules import UploadArgumentError, UploadRules
 from storage.base import parse_object_id
@@ -45,8 +45,7 @@ async def photo(info: Info, id: Annotated[strawberry.ID, strawberry.argument(des
 
 
 def visible(info: Info, doc: dict[str, Any]) -> bool:
-    principal = info.context.principal
-    return visible_to(doc, Viewer(uid=principal.uid, admin=principal.admin))
+    return visible_to(doc, info.context.viewer)
 
 
 async def photos(
@@ -209,36 +208,22 @@ async def add_vocabulary_tags(info: Info, tags: Annotated[list[str], strawberry.
     return normalised
 
 
-def _editor_viewer(info: Info) -> Viewer:
-    uid = info.context.require_user()
-    return Viewer(uid=uid, admin=info.context.principal.admin)
-
-
-@contextlib.contextmanager
-def _edit_errors() -> Iterator[None]:
-    """The editor's refusals as the codes clients act on."""
-    try:
-        yield
-    except InvalidEdit as exc:
-        raise BadUserInput(str(exc), argument=exc.argument) from None
-    except PhotoNotFound:
-        raise NotFound("no such photo", argument="id") from None
-    except NotPhotoOwner:
-        raise Forbidden("only the photo's owner or an admin may edit it") from None
+def _edit_refusals() -> contextlib.AbstractContextManager[None]:
+    return photo_refusals("only the photo's owner or an admin may edit it", InvalidEdit)
 
 
 async def update_photo(info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The photo to change")],
                        title: Annotated[str | None, strawberry.argument(
                            description="The new title, at most 200 characters; null or blank removes it")] = None,
                        ) -> Photo:
-    with _edit_errors():
-        doc = await info.context.services.photo_editor.update_title(_editor_viewer(info), str(id), title)
+    with _edit_refusals():
+        doc = await info.context.services.photo_editor.update_title(info.context.require_viewer(), str(id), title)
     return Photo.from_doc(doc)
 
 
 async def set_category(info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The photo to move")],
                        category: Annotated[str, strawberry.argument(
                            description="One of `categories` (any case)")]) -> Photo:
-    with _edit_errors():
-        doc = await info.context.services.photo_editor.set_category(_editor_viewer(info), str(id), category)
+    with _edit_refusals():
+        doc = await info.context.services.photo_editor.set_category(info.context.require_viewer(), str(id), category)
     return Photo.from_doc(doc)

@@ -8,16 +8,16 @@ import strawberry
 from bson import ObjectId
 from strawberry.types import Info
 
-from api.errors import ApiError, BadUserInput, NotFound
+from api.errors import BadUserInput, NotFound
+from api.resolvers.duel_refusals import duel_refusals
+from api.schema.common import capped
 from api.schema.duel_types import DuelChoice
 from api.schema.photos import Photo
 from api.schema.series import SeriesDuel, SeriesDuelResult, SeriesRound, SeriesVoteResult
 from api.throttle import release_ticket
-from gaming.duels.service import DuelError
 from gaming.ratings import Outcome
+from gaming.series import MAX_SERIES
 from storage.base import parse_object_id
-
-MAX_ORDER = 8  # gaming.series.MAX_SERIES: an order names every photo of a round once
 
 
 def _photo_id(raw: strawberry.ID, argument: str) -> ObjectId:
@@ -35,12 +35,9 @@ async def next_series_round(
     category: Annotated[str | None, strawberry.argument(description="Only photos of this category")] = None,
 ) -> SeriesRound | None:
     player = info.context.require_user()
-    try:
+    async with duel_refusals(lambda: release_ticket(info)):
         issued = await info.context.services.series_rounds.next_round(
             player, category.strip().lower() if category else None)
-    except DuelError as exc:
-        await release_ticket(info)
-        raise ApiError(str(exc), code=exc.code) from None
     if issued is None:
         await release_ticket(info)
         return None
@@ -56,14 +53,10 @@ async def vote_series_round(
                     "must start with `best`")] = None,
 ) -> SeriesVoteResult:
     player = info.context.require_user()
-    if order is not None and len(order) > MAX_ORDER:
-        raise BadUserInput(f"an order names at most {MAX_ORDER} photos", argument="order")
-    ranked = [_photo_id(p, "order") for p in order] if order else None
-    try:
+    ranked = [_photo_id(p, "order") for p in capped(order, "order", MAX_SERIES)] if order else None
+    async with duel_refusals():
         outcome = await info.context.services.series_rounds.vote(
             str(round_id), player, _photo_id(best, "best"), ranked, anonymous=info.context.principal.anonymous_account)
-    except DuelError as exc:
-        raise ApiError(str(exc), code=exc.code) from None
     if outcome.accepted:
         await release_ticket(info)
     return SeriesVoteResult(accepted=outcome.accepted, applied=outcome.applied,
@@ -72,10 +65,8 @@ async def vote_series_round(
 
 async def skip_series_round(info: Info, round_id: Annotated[strawberry.ID, ROUND_ID]) -> bool:
     player = info.context.require_user()
-    try:
+    async with duel_refusals():
         return await info.context.services.series_rounds.skip(str(round_id), player)
-    except DuelError as exc:
-        raise ApiError(str(exc), code=exc.code) from None
 
 
 async def next_series_duel(
@@ -86,10 +77,8 @@ async def next_series_duel(
     group = parse_object_id(str(group_id))
     if group is None:
         raise NotFound("no such group", argument="groupId")
-    try:
+    async with duel_refusals():
         issued = await info.context.services.private_series.next_duel(owner, group)
-    except DuelError as exc:
-        raise ApiError(str(exc), code=exc.code) from None
     if issued is None:
         return None
     return SeriesDuel(id=strawberry.ID(issued.id), left=Photo.from_doc(issued.left, blind=True),
@@ -102,9 +91,7 @@ async def vote_series_duel(
     choice: Annotated[DuelChoice, strawberry.argument(description="The better photo, or DRAW")],
 ) -> SeriesDuelResult:
     owner = info.context.require_user()
-    try:
+    async with duel_refusals():
         outcome = await info.context.services.private_series.vote(str(duel_id), owner, Outcome(choice.value))
-    except DuelError as exc:
-        raise ApiError(str(exc), code=exc.code) from None
     return SeriesDuelResult(accepted=outcome.accepted, left=Photo.from_doc(outcome.left),
                             right=Photo.from_doc(outcome.right))

@@ -11,9 +11,9 @@ from strawberry.file_uploads import Upload
 from accounts.rate_limits import Action
 from api.permissions import IsAdmin
 from api.resolvers import celebrities as resolvers
-from api.schema.common import Connection, page_size
-from api.schema.ranked import ranked_connection, ranked_position
+from api.schema.common import Connection, connection, page_size, paged
 from api.throttle import Throttle
+from storage.celebrities import Celebrity as GalleryEntry
 
 
 @strawberry.type(description="A person enrolled in the celebrity gallery (admin)")
@@ -22,6 +22,10 @@ class Celebrity:
     descriptors: int = strawberry.field(description="Enrolment photos stored for this person")
     created_at: datetime = strawberry.field(description="When the person was first enrolled")
 
+    @classmethod
+    def of(cls, c: GalleryEntry) -> Celebrity:
+        return cls(name=c.name, descriptors=c.descriptors, created_at=c.created_at)
+
 
 @strawberry.type
 class CelebrityQuery:
@@ -29,17 +33,16 @@ class CelebrityQuery:
     async def celebrities_connection(self, info: strawberry.Info, first: int | None = None,
                                      after: str | None = None) -> Connection[Celebrity]:
         size = page_size(first, info.context.services.settings.max_page_size)
-        start = ranked_position(after)
-        enrolled = sorted(await info.context.services.gallery.enrolled(), key=lambda c: c.name)
-        return ranked_connection(enrolled, start, size, lambda c: Celebrity(name=c.name, descriptors=c.descriptors,
-                                                                            created_at=c.created_at))
+        gallery = info.context.services.gallery
+        with paged():
+            page = await gallery.page(first=size, after=after)
+        return connection(page, lambda doc: Celebrity.of(gallery.celebrity(doc)))
 
     @strawberry.field(permission_classes=[IsAdmin], description="Admin: the enrolled people",
                       deprecation_reason="Use celebritiesConnection: it pages (first/after) like every other "
                                          "growing list")
     async def celebrities(self, info: strawberry.Info) -> list[Celebrity]:
-        return [Celebrity(name=c.name, descriptors=c.descriptors, created_at=c.created_at)
-                for c in await info.context.services.gallery.enrolled()]
+        return [Celebrity.of(c) for c in await info.context.services.gallery.enrolled()]
 
 
 @strawberry.type
@@ -53,8 +56,7 @@ class CelebrityMutation:
         files: Annotated[list[Upload], strawberry.argument(
             description="1 to 20 photos (GraphQL multipart request), each showing exactly one face: this person's")],
     ) -> Celebrity:
-        c = await resolvers.enroll_celebrity(info, name, files)
-        return Celebrity(name=c.name, descriptors=c.descriptors, created_at=c.created_at)
+        return Celebrity.of(await resolvers.enroll_celebrity(info, name, files))
 
     @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: remove a person from the gallery")
     async def remove_celebrity(self, info: strawberry.Info, name: Annotated[str, strawberry.argument(

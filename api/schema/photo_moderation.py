@@ -98,5 +98,5 @@ class PhotoModeration:
     async def decisions(self, info: Info) -> list[ModerationDecisionRecord]:
         if not info.context.principal.admin:
             return []
-        history = await info.context.services.moderation.history(self._photo)
+        history = await info.context.loaders.decisions.load(self._photo)
         return [ModerationDecisionRecord.from_doc(d) for d in history]

@@ -15,7 +15,7 @@ from api.schema.common import Connection, connection, page_size, paged
 from api.schema.node import Node
 from api.schema.profiles import PublicProfile
 from gaming.duels.groups import GroupView
-from photos.queries import Viewer, visible
+from photos.queries import visible
 
 if TYPE_CHECKING:
     from api.schema.celebrities import CelebrityInfo
@@ -188,8 +188,7 @@ class Photo(Node):
         if self._blind or target is None:
             return None
         doc = await info.context.loaders.photo.load(target)
-        principal = info.context.principal
-        if doc is None or not visible(doc, Viewer(uid=principal.uid, admin=principal.admin)):
+        if doc is None or not visible(doc, info.context.viewer):
             return None  # an original held back by moderation (or deleted) is not shown through its copy
         return Photo.from_doc(doc)
 

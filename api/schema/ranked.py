@@ -1,4 +1,4 @@
-"""Connections over ranked lists: text search, similar photos, devices, the celebrity gallery.
+"""Connections over lists computed per request: text search, similar photos, a user's devices.
 
 Their order is computed per request (a vector search's scores, a kept neighbour list), not an indexed
 sort key, so keyset cursors do not apply: a cursor here is the position after the page. A ranking that

@@ -59,7 +59,7 @@ class User:
         principal = info.context.principal
         if principal.uid != self.id and not principal.admin:
             raise Forbidden("only the user sees whom they blocked")
-        blocked = await info.context.services.blocks.blocked(str(self.id))
+        blocked = await info.context.loaders.blocked.load(str(self.id))
         return [PublicProfile.from_profile(p) for p in await info.context.loaders.owner.load_many(blocked)]
 
     @strawberry.field(description="The user's player progress: votes, streak, agreement with the ratings, "

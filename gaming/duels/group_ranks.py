@@ -88,9 +88,8 @@ class GroupRanks:
         if not linked:
             return 0
         try:
-            roots = {await self.groups.root(g) for g in linked}  # a merged group's members are its root's
-            for group in roots:
-                await self.groups.touch(group)
+            roots = set((await self.groups.roots(list(linked))).values())  # a merged group's members are its root's
+            await self.groups.touch_many(list(roots))
             return await self.refresh(roots)
         except PyMongoError as exc:
             log.warning("groups.refresh_failed", groups=[str(g) for g in linked], error=str(exc))

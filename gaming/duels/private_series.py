@@ -98,14 +98,16 @@ class PrivateSeries:
         self.policy = policy
         self.rng = rng or random.SystemRandom()
 
-    async def series(self, owner: str, group_id: ObjectId, members: Sequence[dict[str, Any]] | None = None
-                     ) -> OwnerSeries:
-        """The owner's series in a group (`members`: the group's READY members, when read already)."""
+    async def series(self, owner: str, group_id: ObjectId, members: Sequence[dict[str, Any]] | None = None,
+                     verdicts: Sequence[dict[str, Any]] | None = None) -> OwnerSeries:
+        """The owner's series in a group (`members`: the group's READY members, and `verdicts`: the owner's
+        verdicts on their pairs in it, in the order given, when read already)."""
         if members is None:
             members = await self.photos.group_members([group_id], MEMBER_FIELDS)
-        own = sorted((m for m in members if m.get("owner") == owner), key=lambda m: m["_id"])
+        own = _own(owner, members)
         ids = tuple(m["_id"] for m in own)
-        verdicts = await self.verdicts.for_pairs(owner, [pair_key(a, b) for a, b in itertools.combinations(ids, 2)])
+        if verdicts is None:
+            verdicts = await self.verdicts.for_pairs(owner, _pairs(ids))
         priors = {m["_id"]: prior_rating((m.get("quality") or {}).get("score"), self.env) for m in own}
         ratings = replay(priors, [(v["left"], v["right"], Outcome(v["choice"])) for v in verdicts], self.env)
         votes: dict[ObjectId, int] = {}
@@ -189,9 +191,30 @@ class PrivateSeries:
         return PrivateOutcome(accepted=accepted, left=left, right=right)
 
     async def ranks(self, keys: Sequence[tuple[str, ObjectId]]) -> list[OwnerSeries]:
-        """Each (owner, group)'s series, in the order of `keys`: what `Photo.seriesRank`'s loader needs."""
+        """Each (owner, group)'s series, in the order of `keys`: what `Photo.seriesRank`'s loader needs.
+        Two reads in all: the groups' members, then every owner's verdicts on their pairs."""
         members = await self.photos.group_members(list({g for _, g in keys}), MEMBER_FIELDS)
         by_group: dict[ObjectId, list[dict[str, Any]]] = {}
         for m in members:  # READY ones only
             by_group.setdefault(m["group_id"], []).append(m)
-        return [await self.series(owner, group, by_group.get(group, [])) for owner, group in keys]
+        wanted = [(owner, _pairs([m["_id"] for m in _own(owner, by_group.get(group, []))]))
+                  for owner, group in keys]
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for v in await self.verdicts.for_owner_pairs(wanted):  # in the order given
+            by_owner.setdefault(v["owner"], []).append(v)
+        result = []
+        for (owner, group), (_, pairs) in zip(keys, wanted, strict=True):
+            own_pairs = set(pairs)
+            verdicts = [v for v in by_owner.get(owner, []) if v["pair"] in own_pairs]
+            result.append(await self.series(owner, group, by_group.get(group, []), verdicts))
+        return result
+
+
+def _own(owner: str, members: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The owner's members of a group, by id: a series' photos, in a stable order."""
+    return sorted((m for m in members if m.get("owner") == owner), key=lambda m: m["_id"])
+
+
+def _pairs(ids: Sequence[ObjectId]) -> list[str]:
+    """The pair keys of every two of a series' photos: what its verdicts are looked up by."""
+    return [pair_key(a, b) for a, b in itertools.combinations(ids, 2)]

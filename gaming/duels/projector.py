@@ -115,11 +115,6 @@ def _voter(vote: Mapping[str, Any]) -> dict[str, Any]:
     return {"player": vote["player"]} if vote.get("player") else {}
 
 
-def _entry_photos(entry: Mapping[str, Any]) -> list[Any]:
-    """The photos a batch entry rated: a duel's two, a series round's k."""
-    return list(entry["photos"]) if "photos" in entry else [entry["left"], entry["right"]]
-
-
 def _counts(fields: Mapping[str, Any], outcome_for_photo: str) -> dict[str, int]:
     counts = {k: int(fields.get(k, 0)) for k in ("votes", "wins", "losses", "draws")}
     counts["votes"] += 1
@@ -317,7 +312,7 @@ class RatingProjector:
                 "left_rating": current[vote["left"]], "right_rating": current[vote["right"]],
                 **_weight_fields(vote, weight),
             })
-        touched = {pid for e in entries if not e.get("gone") for pid in _entry_photos(e)}
+        touched = {pid for e in entries if not e.get("gone") for pid in answered_photos(e)}
         batch = {
             "_id": self.seq + 1, "written_at": utcnow(), "horizon": horizon,
             "max_created_at": max(v["created_at"] for v in votes), "adjustment": params, "entries": entries,
@@ -416,7 +411,7 @@ class RatingProjector:
             async for batch in self.batches.in_order({**fields, "adjustment": 1}):
                 rebased = int(batch["_id"]) < rebased_to
                 for entry in batch["entries"]:
-                    shown = [] if entry.get("gone") else _entry_photos(entry)
+                    shown = [] if entry.get("gone") else answered_photos(entry)
                     if not shown or any(pid not in ratings for pid in shown):
                         continue
                     if rebased and "player" in entry:

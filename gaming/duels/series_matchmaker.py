@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from bson import ObjectId
 
-from gaming.contenders import choose_opponents, next_contender
+from gaming.contenders import choose_opponent_positions, contender_values, next_contender
 from gaming.duels.matchmaker import FALLBACK_CANDIDATES, Matchmaker
 from gaming.matchmaking import RatedPhoto, wants_boundary_duel, wants_placement
 from gaming.series import MAX_SERIES
@@ -99,9 +98,9 @@ class SeriesMatchmaker:
         scope = mm.catalogue.view(category if category is not None else choice.category)
         candidates = mm.candidates(anchor_doc, scope, allowed, category, placement=placement, at_cut=at_cut)
         candidates = await mm.unjudged(player, anchor_doc["_id"], candidates)
-        ranked = choose_opponents(choice, [(mm.catalogue.rated(i), s) for i, s in candidates], len(candidates),
-                                  boundary, mm.env, mm.rng)
-        chosen = self._distinct([anchor], [mm.catalogue.index[ObjectId(p.id)] for p in ranked])
+        ranked = choose_opponent_positions(choice, [(mm.catalogue.rated(i), s) for i, s in candidates],
+                                           len(candidates), boundary, mm.env, mm.rng)
+        chosen = self._distinct([anchor], [candidates[k][0] for k in ranked])
         if len(chosen) < self.size:  # a short list: little-voted photos of the category fill it
             least = allowed(scope.least_voted)[:FALLBACK_CANDIDATES]
             chosen = self._distinct(chosen, await mm.unjudged_fallbacks(player, anchor_doc, least))
@@ -119,8 +118,9 @@ class SeriesMatchmaker:
         c = mm.catalogue
         mu, sigma = c.mu[members], c.sigma[members]
         chosen = [int(np.flatnonzero(members == anchor)[0])]
+        values = contender_values(mu, sigma, mm.env, mm.group_policy)
         while len(chosen) < self.size:
-            member = next_contender(mu, sigma, chosen, eligible, mm.env, mm.rng, mm.group_policy)
+            member = next_contender(values, chosen, eligible, mm.rng, mm.group_policy)
             if member is None:
                 break
             chosen.append(member)
