@@ -41,8 +41,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.embedder import ClipEmbedder
+from tests.servers import scratch_db
+from tests.uploads import crop, half, skimage_photo
 from tests.uploads import generated_photo as generated
-from tests.uploads import skimage_photo
 
 # Real photos that ship with scikit-image; the near-black and binary ones (hubble_deep_field, horse,
 # binary_blobs, moon) are left out: a random model puts them at 0.94-1.0 to each other.
@@ -65,27 +66,16 @@ def scaled(image: Image.Image, factor: float) -> Image.Image:
                         Image.Resampling.LANCZOS)
 
 
-def crop(image: Image.Image, fraction: float, corner: bool = False) -> Image.Image:
-    w, h = image.size
-    cw, ch = int(w * fraction), int(h * fraction)
-    x, y = (0, 0) if corner else ((w - cw) // 2, (h - ch) // 2)
-    return image.crop((x, y, x + cw, y + ch))
-
-
 COPIES: dict[str, Callable[[Image.Image], Image.Image]] = {
     "0.7x, JPEG 75": lambda im: jpeg(scaled(im, 0.7), 75),
     "0.5x, JPEG 60": lambda im: jpeg(scaled(im, 0.5), 60),
     "JPEG 30": lambda im: jpeg(im, 30),
 }
 CROPS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    f"{int(f * 100)}%{' corner' if corner else ''}": (lambda im, f=f, c=corner: crop(im, f, c))
+    f"{int(f * 100)}%{' corner' if corner else ''}": (
+        lambda im, f=f, at=0.0 if corner else 0.5: crop(im, f, left=at, top=at))
     for f in (0.9, 0.8, 0.7, 0.6) for corner in (False, True)
 }
-
-
-def halves(image: Image.Image) -> tuple[Image.Image, Image.Image]:
-    w, h = image.size
-    return image.crop((0, 0, w // 2, h)), image.crop((w - w // 2, 0, w, h))
 
 
 def stats(values: np.ndarray) -> str:
@@ -105,8 +95,8 @@ def measure(embedder: ClipEmbedder) -> tuple[list[str], dict[str, np.ndarray], t
         kinds[label] = (originals * variants).sum(axis=1)
         vectors.append(variants)
         subjects.append(np.arange(len(photos)))
-    left, right = zip(*(halves(im) for im in photos), strict=True)
-    lv, rv = embedder.embed_images(list(left)), embedder.embed_images(list(right))
+    left, right = [half(im, "left") for im in photos], [half(im, "right") for im in photos]
+    lv, rv = embedder.embed_images(left), embedder.embed_images(right)
     kinds["half vs whole"] = np.concatenate([(lv * originals).sum(axis=1), (rv * originals).sum(axis=1)])
     kinds["left vs right half"] = (lv * rv).sum(axis=1)
     upper = np.triu_indices(len(photos), 1)
@@ -161,35 +151,31 @@ def grouped_share(kinds: dict[str, np.ndarray]) -> list[str]:
 
 
 async def time_group_reads(uri: str) -> list[str]:
-    from pymongo import AsyncMongoClient
-
     from storage.mongo import ensure_indexes
     from storage.photos import PhotoRepository
 
-    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri, tz_aware=True)
-    db = mongo[f"bench_{uuid.uuid4().hex[:8]}"]
-    await ensure_indexes(db)
-    photos = PhotoRepository(db)
-    lines = ["| group size | read of its members (ms, median of 20) |", "| ---: | ---: |"]
-    filler = [{"_id": i, "owner": "x", "sha256": uuid.uuid4().hex, "status": "READY", "group_id": uuid.uuid4().hex,
-               "rating": {"mu": 25.0, "sigma": 5.0, "conservative": 10.0}, "neighbours": [{"id": j, "similarity": 0.5}
-                                                                                         for j in range(24)]}
-              for i in range(20_000)]  # other groups' photos, so the read must use the index
-    await db.photos.insert_many(filler)
-    for size in SIZES:
-        group = uuid.uuid4().hex
-        await db.photos.insert_many([{"owner": "x", "sha256": uuid.uuid4().hex, "status": "READY", "group_id": group,
-                                      "category": "c", "rating": {"mu": 25.0, "sigma": 5.0, "conservative": 10.0,
-                                                                  "votes": 0}} for _ in range(size)])
-        times = []
-        for _ in range(20):
-            started = time.perf_counter()
-            found = await photos.group_members([group], ("rating", "category"))  # type: ignore[list-item]
-            times.append((time.perf_counter() - started) * 1000)
-            assert len(found) == size
-        lines.append(f"| {size} | {np.median(times):.1f} |")
-    await mongo.drop_database(db.name)
-    await mongo.close()
+    async with scratch_db(uri, "bench") as db:
+        await ensure_indexes(db)
+        photos = PhotoRepository(db)
+        lines = ["| group size | read of its members (ms, median of 20) |", "| ---: | ---: |"]
+        filler = [{"_id": i, "owner": "x", "sha256": uuid.uuid4().hex, "status": "READY",
+                   "group_id": uuid.uuid4().hex, "rating": {"mu": 25.0, "sigma": 5.0, "conservative": 10.0},
+                   "neighbours": [{"id": j, "similarity": 0.5} for j in range(24)]}
+                  for i in range(20_000)]  # other groups' photos, so the read must use the index
+        await db.photos.insert_many(filler)
+        for size in SIZES:
+            group = uuid.uuid4().hex
+            await db.photos.insert_many([{"owner": "x", "sha256": uuid.uuid4().hex, "status": "READY",
+                                          "group_id": group, "category": "c",
+                                          "rating": {"mu": 25.0, "sigma": 5.0, "conservative": 10.0, "votes": 0}}
+                                         for _ in range(size)])
+            times = []
+            for _ in range(20):
+                started = time.perf_counter()
+                found = await photos.group_members([group], ("rating", "category"))  # type: ignore[list-item]
+                times.append((time.perf_counter() - started) * 1000)
+                assert len(found) == size
+            lines.append(f"| {size} | {np.median(times):.1f} |")
     return lines
 
 

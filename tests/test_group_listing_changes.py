@@ -17,7 +17,6 @@ tests/test_groups.py measures for the tiny CLIP at threshold 0.95), and `chelsea
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +27,10 @@ from bson import ObjectId
 from PIL import Image
 
 from photoduel.settings import Settings
-from tests.servers import LiveServer, graphql
+from photos.deletion import deletion_job_key
+from tests.servers import LiveServer, graphql, wait_job
 from tests.tokens import auth_header
-from tests.uploads import jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
+from tests.uploads import crop, jpeg_bytes, near_copy, skimage_photo, upload_many
 
 COSINE = 0.95
 REPORTS_TO_HIDE = 2
@@ -64,13 +64,6 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield live
 
 
-def crop(image: Image.Image, fraction: float, *, left: float = 0.5) -> Image.Image:
-    w, h = image.size
-    cw, ch = int(w * fraction), int(h * fraction)
-    x, y = int((w - cw) * left), (h - ch) // 2
-    return image.crop((x, y, x + cw, y + ch))
-
-
 @pytest.fixture(scope="module")
 def subjects(server: LiveServer, client: httpx.Client) -> dict[str, Subject]:
     coffee, camera = skimage_photo("coffee"), skimage_photo("camera")
@@ -81,13 +74,9 @@ def subjects(server: LiveServer, client: httpx.Client) -> dict[str, Subject]:
         "chelsea": skimage_photo("chelsea"), "astronaut": skimage_photo("astronaut"),
         "rocket": skimage_photo("rocket"),
     }
-    uploaded = {}
-    for i, (name, image) in enumerate(images.items()):
-        owner = f"shooter-{i}"
-        data = image if isinstance(image, bytes) else jpeg_bytes(image)
-        uploaded[name] = Subject(upload_ok(client, data, auth_header(owner), title=name)["id"], owner)
-    for name, subject in uploaded.items():
-        assert wait_ready(client, subject.photo_id, auth_header(subject.owner))["status"] == "READY", name
+    owned = upload_many(client, list(images.values()), [f"shooter-{i}" for i in range(len(images))],
+                        titles=list(images))
+    uploaded = {name: Subject(photo_id, owner) for name, (photo_id, owner) in zip(images, owned.items(), strict=True)}
     # the one summary pass of this module: ingest's joins left the groups stale
     server.run(server.services.group_ranks.run())
     assert server.run(server.services.db.groups.count_documents({"stale": True})) == 0
@@ -305,11 +294,11 @@ def test_a_deleted_photo_leaves_the_listing_at_once(
         assert_listing_current(nodes)
     assert stored(server, camera["id"])["leader"] == ObjectId(next_best)
     # the deletion job then takes the photos out of their groups; the summaries it leaves stale say the same
-    deadline = time.monotonic() + 30
-    while server.run(server.services.db.photos.count_documents(
-            {"_id": {"$in": [ObjectId(leader), ObjectId(lone.photo_id)]}, "group_id": {"$exists": True}})):
-        assert time.monotonic() < deadline, "the deletion jobs left the photos in their groups"
-        time.sleep(0.2)
+    for photo_id in (leader, lone.photo_id):
+        wait_job(server, deletion_job_key(ObjectId(photo_id)), timeout=30)
+    assert server.run(server.services.db.photos.count_documents(
+        {"_id": {"$in": [ObjectId(leader), ObjectId(lone.photo_id)]}, "group_id": {"$exists": True}})) == 0, \
+        "the deletion jobs left the photos in their groups"
     server.run(server.services.group_ranks.run())
     assert stored(server, camera["id"])["leader"] == ObjectId(next_best)
     assert "rank" not in stored(server, rocket["id"])

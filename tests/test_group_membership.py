@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 
 from gaming.contenders import GroupPolicy
 from gaming.duels.group_ranks import GroupRanks
@@ -31,18 +30,16 @@ from storage.mongo import ensure_indexes
 from storage.photos import PhotoRepository
 from storage.rating_batches import RatingBatchRepository
 from storage.rating_params import RatingParamsRepository
+from tests.servers import scratch_db
 
 ENV = RatingEnv()
 
 
 @pytest.fixture
 async def db(mongo_uri: str) -> AsyncIterator[Any]:
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    name = f"groups_{uuid.uuid4().hex[:10]}"
-    await ensure_indexes(mongo[name])
-    yield mongo[name]
-    await mongo.drop_database(name)
-    await mongo.close()
+    async with scratch_db(mongo_uri, "groups") as database:
+        await ensure_indexes(database)
+        yield database
 
 
 def membership(db: Any, max_size: int = 100) -> SimilarityGroups:

@@ -28,9 +28,10 @@ from bson import ObjectId
 from PIL import Image
 
 from photoduel.settings import Settings
-from tests.servers import LiveServer, graphql
+from photos.deletion import deletion_job_key
+from tests.servers import LiveServer, graphql, wait_job
 from tests.tokens import auth_header
-from tests.uploads import jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
+from tests.uploads import crop, half, jpeg_bytes, near_copy, skimage_photo, upload_many
 from tests.votes import settled
 
 COSINE = 0.95
@@ -41,18 +42,6 @@ NEXT = "query { nextDuel { id left { id } right { id } } }"
 VOTE = "mutation($id: ID!, $c: DuelChoice!) { voteDuel(duelId: $id, choice: $c) { accepted } }"
 
 
-def crop(image: Image.Image, fraction: float, *, left: float = 0.5) -> Image.Image:
-    w, h = image.size
-    cw, ch = int(w * fraction), int(h * fraction)
-    x, y = int((w - cw) * left), (h - ch) // 2
-    return image.crop((x, y, x + cw, y + ch))
-
-
-def half(image: Image.Image, side: str) -> Image.Image:
-    w, h = image.size
-    return image.crop((0, 0, w // 2, h)) if side == "left" else image.crop((w - w // 2, 0, w, h))
-
-
 @pytest.fixture(scope="module")
 def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
     settings = make_settings(group_cosine=COSINE, featured_min_votes=1, featured_max_sigma=8.0,
@@ -61,14 +50,10 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield live
 
 
-def upload_all(client: httpx.Client, images: dict[str, Image.Image | bytes]) -> dict[str, str]:
-    ids = {}
-    for i, (name, image) in enumerate(images.items()):
-        data = image if isinstance(image, bytes) else jpeg_bytes(image)
-        ids[name] = upload_ok(client, data, auth_header(OWNERS[i % len(OWNERS)]), title=name)["id"]
-    for i, (name, photo_id) in enumerate(ids.items()):
-        assert wait_ready(client, photo_id, auth_header(OWNERS[i % len(OWNERS)]))["status"] == "READY", name
-    return ids
+def upload_named(client: httpx.Client, images: dict[str, Image.Image | bytes]) -> dict[str, str]:
+    """Each image titled with its name, the owners dealt round in upload order, all READY: name -> photo id."""
+    owned = upload_many(client, list(images.values()), OWNERS, titles=list(images))
+    return dict(zip(images, owned, strict=True))
 
 
 def group_of(client: httpx.Client, photo_id: str) -> dict[str, Any]:
@@ -92,7 +77,7 @@ def similarities(server: LiveServer, ids: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def subjects(server: LiveServer, client: httpx.Client) -> dict[str, str]:
     coffee, camera = skimage_photo("coffee"), skimage_photo("camera")
-    return upload_all(client, {
+    return upload_named(client, {
         "coffee": coffee, "coffee copy": near_copy(coffee), "coffee crop": crop(coffee, 0.9),
         "camera": camera, "camera crop": crop(camera, 0.9, left=0.0),
         "camera copy": jpeg_bytes(camera.resize((256, 256), Image.Resampling.LANCZOS), quality=60),
@@ -113,19 +98,20 @@ def test_copies_and_crops_of_a_photo_are_one_group_and_unrelated_photos_are_not(
     members = {n["id"] for n in groups["coffee"]["photos"]["nodes"]}
     assert members == {subjects[n] for n in ("coffee", "coffee copy", "coffee crop")}
     assert groups["coffee"]["best"]["id"] in members
-    # the group has an id of its own (never a photo's, so `node(id:)` tells them apart), founded by the
-    # subject's first upload
+    # the group has an id of its own (never a photo's, so `node(id:)` tells them apart), founded by one of
+    # the subject's photos: which one depends on how ingest batched them (two batches in flight may each
+    # found a group; the older group survives the merge), so the test does not fix it
     assert groups["coffee"]["id"] not in subjects.values()
     founder = server.run(server.services.db.groups.find_one({"_id": ObjectId(groups["coffee"]["id"])}))["founder"]
-    assert founder == ObjectId(subjects["coffee"])
+    assert str(founder) in members
 
 
 def test_a_bridge_photo_merges_two_groups(server: LiveServer, client: httpx.Client) -> None:
     tissue = skimage_photo("immunohistochemistry")
-    halves = upload_all(client, {"left half": half(tissue, "left"), "right half": half(tissue, "right")})
+    halves = upload_named(client, {"left half": half(tissue, "left"), "right half": half(tissue, "right")})
     left, right = group_of(client, halves["left half"]), group_of(client, halves["right half"])
     assert left["id"] != right["id"], similarities(server, halves)
-    whole = upload_all(client, {"whole": tissue})
+    whole = upload_named(client, {"whole": tissue})
     everything = {**halves, **whole}
     merged = {group_of(client, photo_id)["id"] for photo_id in everything.values()}
     assert merged == {min(left["id"], right["id"])}, similarities(server, everything)
@@ -241,7 +227,7 @@ def test_a_group_of_one_is_settled_once_its_photo_is(client: httpx.Client, subje
 
 
 def owner_of(subjects: dict[str, str], name: str) -> str:
-    """Who uploaded a subject photo (`upload_all` deals the owners round in upload order)."""
+    """Who uploaded a subject photo (`upload_named` deals the owners round in upload order)."""
     return OWNERS[list(subjects).index(name) % len(OWNERS)]
 
 
@@ -260,10 +246,9 @@ def test_a_member_deleted_leaves_the_group_consistent(
     assert {n["id"] for n in after["photos"]["nodes"]} == set(rest)
     assert after["best"]["id"] in rest
     # the deletion job takes the photo out of its group, and the listing follows
-    deadline = time.monotonic() + 30
-    while server.run(server.services.db.photos.find_one({"_id": ObjectId(leaving)}, {"group_id": 1})).get("group_id"):
-        assert time.monotonic() < deadline, "the deletion job left the photo in its group"
-        time.sleep(0.2)
+    wait_job(server, deletion_job_key(ObjectId(leaving)), timeout=30)
+    assert "group_id" not in server.run(server.services.db.photos.find_one({"_id": ObjectId(leaving)}, {"group_id": 1})), \
+        "the deletion job left the photo in its group"
     nodes = listed(client, until=lambda found: any(n["id"] == group["id"] and n["size"] == 2 for n in found))
     assert any(n["id"] == group["id"] and n["size"] == 2 and n["best"]["id"] in rest for n in nodes)
     assert group_of(client, rest[1])["id"] == group["id"]

@@ -19,7 +19,7 @@ from photoduel.settings import Settings
 from storage.embedded_mongo import free_port
 from tests.fcm_server import LoopbackFcm, push_settings
 from tests.graphql_ws import connect
-from tests.servers import LiveServer, graphql, settings_env
+from tests.servers import LiveServer, error_code, graphql, settings_env
 from tests.tokens import auth_header
 from tests.uploads import generated_photo, jpeg_bytes, skimage_photo, upload_ok, wait_ready
 
@@ -87,7 +87,7 @@ def test_metrics_list_every_series_and_follow_the_requests(server: LiveServer) -
         assert set(SERIES) <= set(before.families), sorted(set(SERIES) - set(before.families))
         assert before.value("photoduel_metrics_reads_ok") == 1
         assert before.value("photoduel_projector_active") == 0  # this process runs no projector
-        for kind in ("ingest", "faces"):  # known kinds are reported when empty too
+        for kind in ("ingest", "photo_deletion", "account_erasure", "faces"):  # every kind, when empty too
             assert ("photoduel_job_queue_depth", frozenset({"kind": kind, "state": "queued"}.items())) \
                 in before.samples
 
@@ -104,7 +104,7 @@ def test_metrics_list_every_series_and_follow_the_requests(server: LiveServer) -
         refused = client.post("/graphql", json={"query": "{ __typename }"}, headers={"Authorization": "Bearer junk"})
         assert refused.status_code == 401
         missing = graphql(client, VOTE, {"id": "no-such-duel"}, headers=auth_header("vic"))
-        assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert error_code(missing) == "NOT_FOUND"
         duel = graphql(client, NEXT, headers=auth_header("vic"))["data"]["nextDuel"]
         assert graphql(client, VOTE, {"id": duel["id"]}, headers=auth_header("vic"))["data"]["voteDuel"]["accepted"]
         server.run(server.services.jobs.enqueue("metrics_probe", {}))  # a kind no worker here takes

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from photoduel.settings import Settings
-from tests.servers import LiveServer, graphql
+from tests.servers import LiveServer, error_code, graphql
 from tests.tokens import auth_header
-from tests.uploads import generated_photo, jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
+from tests.uploads import generated_photo, near_copy, skimage_photo, upload_all, upload_ok, wait_all
 from tests.votes import settled
 
 OWNERS = ["nia", "noe", "nat", "ned"]
@@ -40,26 +40,22 @@ def data(body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def error_code(body: dict[str, Any]) -> str:
-    assert body.get("errors"), body
-    return str(body["errors"][0]["extensions"]["code"])
-
-
 @pytest.fixture(scope="module")
 def photos(client: httpx.Client, server: LiveServer) -> dict[str, Any]:
     """Ten photos of four owners (one a near copy, so a group has two members), voted on until some settle."""
     sources = [skimage_photo(n) for n in ("astronaut", "coffee", "chelsea")] + [generated_photo(s) for s in range(6)]
-    uploaded = [(upload_ok(client, jpeg_bytes(image), auth_header(OWNERS[i % 4]), title=f"n{i}")["id"], OWNERS[i % 4])
-                for i, image in enumerate(sources)]
-    uploaded.append((upload_ok(client, near_copy(sources[0]), auth_header("noe"), title="copy")["id"], "noe"))
-    ready = {pid: wait_ready(client, pid, auth_header(owner)) for pid, owner in uploaded}
+    owners = upload_all(client, sources, OWNERS, titles=[f"n{i}" for i in range(len(sources))])
+    original = next(iter(owners))
+    copy = upload_ok(client, near_copy(sources[0]), auth_header("noe"), title="copy")["id"]
+    owners[copy] = "noe"
+    ready = wait_all(client, owners)
     for _ in range(12):
         duel = data(graphql(client, NEXT, headers=PLAYER))["nextDuel"]
         if duel is None:
             break
         assert data(graphql(client, VOTE, {"id": duel["id"]}, headers=PLAYER))["voteDuel"]["accepted"]
     server.run(settled(server))
-    return {"owners": dict(uploaded), "ready": ready, "copy": uploaded[-1][0], "original": uploaded[0][0]}
+    return {"owners": owners, "ready": ready, "copy": copy, "original": original}
 
 
 def node(client: httpx.Client, node_id: str, headers: dict[str, str] | None = None) -> dict[str, Any] | None:
@@ -177,7 +173,7 @@ def test_the_plain_lists_still_answer_and_say_they_are_deprecated(client: httpx.
 def test_many_clients_read_nodes_and_pages_while_photos_are_ingested(client: httpx.Client, server: LiveServer,
                                                                      photos: dict[str, Any]) -> None:
     ids = list(photos["ready"])
-    fresh = [upload_ok(client, jpeg_bytes(generated_photo(900 + i)), auth_header(OWNERS[i % 4]))["id"] for i in range(4)]
+    fresh = upload_all(client, [generated_photo(900 + i) for i in range(4)], OWNERS)
 
     def reader(i: int) -> None:
         with server.client() as own:
@@ -190,6 +186,5 @@ def test_many_clients_read_nodes_and_pages_while_photos_are_ingested(client: htt
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(reader, range(8)))
-    for pid in fresh:
-        wait_ready(client, pid, auth_header(OWNERS[fresh.index(pid) % 4]))
+    for pid in wait_all(client, fresh):
         assert node(client, pid) is not None

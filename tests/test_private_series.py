@@ -12,7 +12,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -20,9 +19,10 @@ from bson import ObjectId
 from PIL import Image
 
 from photoduel.settings import Settings
-from tests.servers import LiveServer, graphql
+from photos.deletion import deletion_job_key
+from tests.servers import LiveServer, error_code, graphql, wait_job
 from tests.tokens import auth_header
-from tests.uploads import jpeg_bytes, near_copy, skimage_photo, upload_ok, wait_ready
+from tests.uploads import crop, jpeg_bytes, near_copy, skimage_photo, upload_many
 from tests.votes import settled
 
 NEXT = "query($g: ID!) { nextSeriesDuel(groupId: $g) { id left { id rating { mu } } right { id } } }"
@@ -40,13 +40,6 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield live
 
 
-def crop(image: Image.Image, fraction: float, *, left: float = 0.5) -> Image.Image:
-    w, h = image.size
-    cw, ch = int(w * fraction), int(h * fraction)
-    x, y = int((w - cw) * left), (h - ch) // 2
-    return image.crop((x, y, x + cw, y + ch))
-
-
 @pytest.fixture(scope="module")
 def photos(server: LiveServer) -> dict[str, str]:
     """ann's four shots of the coffee cup and ben's copy of it (one group); cat's photo of a cat."""
@@ -58,15 +51,10 @@ def photos(server: LiveServer) -> dict[str, str]:
         ("ben copy", BEN, near_copy(coffee)),
         ("cat chelsea", CAT, jpeg_bytes(skimage_photo("chelsea"))),
     ]
+    names, owners, images = zip(*uploads, strict=True)
     with server.client() as http:
-        ids = {name: upload_ok(http, data, auth_header(owner), title=name)["id"] for name, owner, data in uploads}
-        for name, owner, _ in uploads:
-            assert wait_ready(http, ids[name], auth_header(owner))["status"] == "READY", name
-    return ids
-
-
-def code(body: dict[str, Any]) -> str | None:
-    return (body.get("errors") or [{}])[0].get("extensions", {}).get("code")
+        owned = upload_many(http, images, owners, titles=names)
+    return dict(zip(names, owned, strict=True))
 
 
 def group_of(http: httpx.Client, photo_id: str, viewer: str) -> str:
@@ -86,16 +74,16 @@ def test_only_a_photographer_of_the_group_gets_series_duels(server: LiveServer, 
         duel = graphql(http, NEXT, {"g": group}, headers=auth_header(ANN))["data"]["nextSeriesDuel"]
         assert duel is not None and duel["left"]["rating"] is None  # shown as a duel is: blind
         assert {duel["left"]["id"], duel["right"]["id"]} <= set(ann_photos(photos))
-        assert code(graphql(http, NEXT, {"g": group}, headers=auth_header(CAT))) == "FORBIDDEN"
+        assert error_code(graphql(http, NEXT, {"g": group}, headers=auth_header(CAT))) == "FORBIDDEN"
         assert graphql(http, NEXT, {"g": group}, headers=auth_header(BEN))["data"]["nextSeriesDuel"] is None  # one
-        assert code(graphql(http, NEXT, {"g": str(ObjectId())}, headers=auth_header(ANN))) == "NOT_FOUND"
-        assert code(graphql(http, NEXT, {"g": "no-such-group"}, headers=auth_header(ANN))) == "NOT_FOUND"
-        assert code(graphql(http, NEXT, {"g": group})) == "UNAUTHENTICATED"
+        assert error_code(graphql(http, NEXT, {"g": str(ObjectId())}, headers=auth_header(ANN))) == "NOT_FOUND"
+        assert error_code(graphql(http, NEXT, {"g": "no-such-group"}, headers=auth_header(ANN))) == "NOT_FOUND"
+        assert error_code(graphql(http, NEXT, {"g": group})) == "UNAUTHENTICATED"
         # the ticket is ann's, and private: neither another player nor voteDuel can answer it
-        assert code(graphql(http, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=auth_header(BEN))) == "FORBIDDEN"
-        assert code(graphql(http, VOTE_DUEL, {"id": duel["id"], "c": "LEFT"}, headers=auth_header(ANN))) == "NOT_FOUND"
+        assert error_code(graphql(http, VOTE, {"id": duel["id"], "c": "LEFT"}, headers=auth_header(BEN))) == "FORBIDDEN"
+        assert error_code(graphql(http, VOTE_DUEL, {"id": duel["id"], "c": "LEFT"}, headers=auth_header(ANN))) == "NOT_FOUND"
         public = graphql(http, NEXT_DUEL, headers=auth_header("dan"))["data"]["nextDuel"]
-        assert code(graphql(http, VOTE, {"id": public["id"], "c": "LEFT"}, headers=auth_header("dan"))) == "NOT_FOUND"
+        assert error_code(graphql(http, VOTE, {"id": public["id"], "c": "LEFT"}, headers=auth_header("dan"))) == "NOT_FOUND"
 
 
 async def _ann(url: str, group: str, favourite: str, worst: str, deadline: float, problems: list[str]) -> int:
@@ -113,7 +101,7 @@ async def _ann(url: str, group: str, favourite: str, worst: str, deadline: float
                       else random.choice(["LEFT", "RIGHT", "DRAW"]))
             body = (await http.post("/graphql", json={"query": VOTE, "variables": {"id": duel["id"], "c": choice}},
                                     headers=auth_header(ANN))).json()
-            if code(body) == "ALREADY_VOTED":  # the other device judged this pair meanwhile
+            if error_code(body) == "ALREADY_VOTED":  # the other device judged this pair meanwhile
                 continue
             if "errors" in body or not body["data"]["voteSeriesDuel"]["accepted"]:
                 problems.append(str(body))
@@ -190,10 +178,9 @@ def test_a_deleted_photo_leaves_the_series_and_its_verdicts_go(server: LiveServe
         body = graphql(http, "mutation($id: ID!) { deletePhoto(id: $id) { photoId } }", {"id": gone},
                        headers=auth_header(ANN))
         assert "errors" not in body, body
-        deadline = time.monotonic() + 60
-        while server.run(db.series_votes.count_documents({"$or": [{"left": ObjectId(gone)},
-                                                                  {"right": ObjectId(gone)}]})):
-            assert time.monotonic() < deadline, "the deletion job did not remove the photo's verdicts"
-            time.sleep(0.2)
+        wait_job(server, deletion_job_key(ObjectId(gone)))
+        assert server.run(db.series_votes.count_documents({"$or": [{"left": ObjectId(gone)},
+                                                                   {"right": ObjectId(gone)}]})) == 0, \
+            "the deletion job did not remove the photo's verdicts"
         rank = graphql(http, RANK, {"id": photos["ann left"]}, headers=auth_header(ANN))["data"]["photo"]["seriesRank"]
         assert rank == {"rank": 1, "size": 3, "votes": 2}

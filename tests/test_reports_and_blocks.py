@@ -336,11 +336,12 @@ def test_a_blocked_owner_is_in_none_of_the_blockers_duels_or_lists_under_concurr
         ids = await _uploads(server.url, blocked, range(760, 763))
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
+            while True:
                 states = [(await http.post("/graphql", json={"query": PHOTO, "variables": {"id": i}},
                                            headers=ADMIN)).json()["data"]["photo"]["status"] for i in ids]
                 if "PROCESSING" not in states:
                     break
+                assert time.monotonic() < deadline, f"the blocked owner's uploads still processing: {states}"
                 await asyncio.sleep(0.3)
         return ids
 

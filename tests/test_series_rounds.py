@@ -24,9 +24,9 @@ from bson import ObjectId
 from gaming.duels.series_tickets import SeriesKind, SeriesTicket
 from photoduel.settings import Settings
 from storage.clock import utcnow
-from tests.servers import LiveServer, graphql
+from tests.servers import LiveServer, error_code, graphql
 from tests.tokens import auth_header
-from tests.uploads import generated_photo, jpeg_bytes, skimage_photo, upload_ok, wait_ready
+from tests.uploads import generated_photo, jpeg_bytes, skimage_photo, upload_many
 from tests.votes import applied_count, settled, vote_id
 
 OWNERS = [f"owner-{i}" for i in range(6)]
@@ -56,16 +56,7 @@ def catalogue(server: LiveServer) -> list[str]:
     sources = [skimage_photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket")]
     sources += [generated_photo(700 + seed) for seed in range(8)]
     with server.client() as http:
-        uploaded = [(upload_ok(http, jpeg_bytes(img), auth_header(OWNERS[i % 6]))["id"], OWNERS[i % 6])
-                    for i, img in enumerate(sources)]
-        for pid, owner in uploaded:
-            assert wait_ready(http, pid, auth_header(owner))["status"] == "READY"
-    return [pid for pid, _ in uploaded]
-
-
-def code(body: dict[str, Any]) -> str | None:
-    errors = body.get("errors") or [{}]
-    return errors[0].get("extensions", {}).get("code")
+        return list(upload_many(http, sources, OWNERS))
 
 
 def round_for(client: httpx.Client, player: str) -> dict[str, Any]:
@@ -90,7 +81,7 @@ def test_a_round_shows_three_or_four_photos_of_other_owners_without_owner_or_sco
             owners = [d["owner"] for d in docs]
             assert player not in owners and len(set(owners)) == len(owners)
         anonymous = graphql(http, NEXT_ROUND, {})
-        assert code(anonymous) == "UNAUTHENTICATED"
+        assert error_code(anonymous) == "UNAUTHENTICATED"
 
 
 def test_a_pick_moves_the_pick_up_and_the_others_down_and_counts_once(server: LiveServer, catalogue: list[str]) -> None:
@@ -131,29 +122,29 @@ def test_answers_that_do_not_fit_the_round_are_refused_and_nothing_is_written(
         def vote(variables: dict[str, Any], player: str = "careless") -> dict[str, Any]:
             return graphql(http, VOTE_ROUND, {"id": shown["id"], **variables}, headers=auth_header(player))
 
-        assert code(vote({"b": other})) == "BAD_USER_INPUT"  # not shown
-        assert code(vote({"b": "not-an-id"})) == "BAD_USER_INPUT"
-        assert code(vote({"b": ids[0], "o": ids[:-1]})) == "BAD_USER_INPUT"  # not every photo
-        assert code(vote({"b": ids[0], "o": [*ids, ids[0]]})) == "BAD_USER_INPUT"  # one twice
-        assert code(vote({"b": ids[0], "o": list(reversed(ids))})) == "BAD_USER_INPUT"  # not best first
-        assert code(vote({"b": ids[0]}, player="someone-else")) == "FORBIDDEN"
-        assert code(graphql(http, VOTE_ROUND, {"id": "AAAA" * 20, "b": ids[0]}, headers=auth_header("careless"))) \
+        assert error_code(vote({"b": other})) == "BAD_USER_INPUT"  # not shown
+        assert error_code(vote({"b": "not-an-id"})) == "BAD_USER_INPUT"
+        assert error_code(vote({"b": ids[0], "o": ids[:-1]})) == "BAD_USER_INPUT"  # not every photo
+        assert error_code(vote({"b": ids[0], "o": [*ids, ids[0]]})) == "BAD_USER_INPUT"  # one twice
+        assert error_code(vote({"b": ids[0], "o": list(reversed(ids))})) == "BAD_USER_INPUT"  # not best first
+        assert error_code(vote({"b": ids[0]}, player="someone-else")) == "FORBIDDEN"
+        assert error_code(graphql(http, VOTE_ROUND, {"id": "AAAA" * 20, "b": ids[0]}, headers=auth_header("careless"))) \
             == "NOT_FOUND"
         duel = graphql(http, NEXT_DUEL, headers=auth_header("careless"))["data"]["nextDuel"]
-        assert code(graphql(http, VOTE_ROUND, {"id": duel["id"], "b": duel["left"]["id"]},
+        assert error_code(graphql(http, VOTE_ROUND, {"id": duel["id"], "b": duel["left"]["id"]},
                             headers=auth_header("careless"))) == "NOT_FOUND"  # a duel is not a round
-        assert code(graphql(http, VOTE_DUEL, {"id": shown["id"], "c": "LEFT"},
+        assert error_code(graphql(http, VOTE_DUEL, {"id": shown["id"], "c": "LEFT"},
                             headers=auth_header("careless"))) == "NOT_FOUND"  # nor a round a duel
         assert server.run(db.votes.count_documents({})) == logged
         # a full order is an answer; a different answer afterwards is refused, a skip too
         order = [ids[2], ids[0], *ids[3:], ids[1]]
         assert vote({"b": ids[2], "o": order})["data"]["voteSeriesRound"]["accepted"]
-        assert code(vote({"b": ids[2]})) == "ALREADY_VOTED"
-        assert code(graphql(http, SKIP_ROUND, {"id": shown["id"]}, headers=auth_header("careless"))) == "ALREADY_VOTED"
+        assert error_code(vote({"b": ids[2]})) == "ALREADY_VOTED"
+        assert error_code(graphql(http, SKIP_ROUND, {"id": shown["id"]}, headers=auth_header("careless"))) == "ALREADY_VOTED"
         skipped = round_for(http, "careless")
         assert graphql(http, SKIP_ROUND, {"id": skipped["id"]}, headers=auth_header("careless"))["data"][
             "skipSeriesRound"] is True
-        assert code(graphql(http, VOTE_ROUND, {"id": skipped["id"], "b": skipped["photos"][0]["id"]},
+        assert error_code(graphql(http, VOTE_ROUND, {"id": skipped["id"], "b": skipped["photos"][0]["id"]},
                             headers=auth_header("careless"))) == "ALREADY_VOTED"
     stored = server.run(db.votes.find_one({"_id": vote_id_of(server, shown["id"])}))
     assert stored["choice"] == "ORDER" and stored["ranks"] == [order.index(i) for i in ids]
@@ -304,7 +295,7 @@ def test_a_ticket_drawn_before_a_round_over_one_of_its_pairs_is_already_voted(
                        headers=auth_header(player))["data"]["voteSeriesRound"]["accepted"]
         logged = server.run(db.votes.count_documents({"player": player}))
         late = graphql(http, VOTE_DUEL, {"id": early.id, "c": "LEFT"}, headers=auth_header(player))
-        assert code(late) == "ALREADY_VOTED", late
+        assert error_code(late) == "ALREADY_VOTED", late
         # the other way round: a duel answered first, then a round over that pair and a photo more
         duel_player = "duel-first"
         duel = server.services.duels.issue(duel_player, docs[0], docs[1])
@@ -315,8 +306,8 @@ def test_a_ticket_drawn_before_a_round_over_one_of_its_pairs_is_already_voted(
                               expires_at=(utcnow() + timedelta(minutes=5)).replace(microsecond=0))
         round_id = server.services.series_rounds.signer.sign(ticket)
         refused = graphql(http, VOTE_ROUND, {"id": round_id, "b": ids[2]}, headers=auth_header(duel_player))
-        assert code(refused) == "ALREADY_VOTED", refused
-        assert code(graphql(http, SKIP_ROUND, {"id": round_id}, headers=auth_header(duel_player))) == "ALREADY_VOTED"
+        assert error_code(refused) == "ALREADY_VOTED", refused
+        assert error_code(graphql(http, SKIP_ROUND, {"id": round_id}, headers=auth_header(duel_player))) == "ALREADY_VOTED"
     assert server.run(db.votes.count_documents({"player": player})) == logged
     assert server.run(db.votes.count_documents({"player": duel_player})) == 1
 

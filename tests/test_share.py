@@ -145,6 +145,9 @@ def test_the_featured_feed_lists_featured_photos_per_category(client: httpx.Clie
     assert mine[0]["image"] == f"{base}/images/{shared['id']}/display"
     assert all(e["page"] != f"{base}/p/{other['id']}" for e in listed), "not featured: not in the feed"
 
+    shouted = entries(ET.fromstring(client.get("/feeds/featured.atom", params={"category": f" {category.upper()} "}).content))
+    assert [e["page"] for e in shouted] == [e["page"] for e in listed], "a category is a category in any case"
+
     elsewhere = entries(ET.fromstring(client.get("/feeds/featured.atom",
                                                  params={"category": f"{category}-not"}).content))
     assert elsewhere == []

@@ -46,6 +46,21 @@ def near_copy(image: Image.Image) -> bytes:
     return jpeg_bytes(image.resize((int(w * 0.7), int(h * 0.7)), Image.Resampling.LANCZOS), quality=75)
 
 
+def crop(image: Image.Image, fraction: float, *, left: float = 0.5, top: float = 0.5) -> Image.Image:
+    """A crop keeping `fraction` of each side: what a re-upload cut down in another app looks like. `left`
+    and `top` place it (0 = at that edge, 0.5 = centred, 1 = at the opposite edge)."""
+    w, h = image.size
+    cw, ch = int(w * fraction), int(h * fraction)
+    x, y = int((w - cw) * left), int((h - ch) * top)
+    return image.crop((x, y, x + cw, y + ch))
+
+
+def half(image: Image.Image, side: str) -> Image.Image:
+    """The left or right half of a photo: two halves are unlike each other, the whole is like both."""
+    w, h = image.size
+    return image.crop((0, 0, w // 2, h)) if side == "left" else image.crop((w - w // 2, 0, w, h))
+
+
 def generated_photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
     """A synthetic scene (gradients, shapes, noise): distinct per seed, not a photo of anything."""
     rng = np.random.default_rng(seed)
@@ -94,15 +109,16 @@ def wait_ready(client: httpx.Client, photo_id: str, headers: dict[str, str], tim
     raise AssertionError(f"photo {photo_id} not processed in time: {photo}")
 
 
-def upload_all(client: httpx.Client, images: Sequence[Image.Image], owners: Sequence[str], *,
+def upload_all(client: httpx.Client, images: Sequence[Image.Image | bytes], owners: Sequence[str], *,
                titles: Sequence[str | None] | None = None) -> dict[str, str]:
-    """Upload each image (as a JPEG) for the owners in turn (image i by owners[i % len(owners)]), without
-    waiting for ingest: photo id -> owner, in upload order."""
+    """Upload each image (an Image as a JPEG, bytes as they are) for the owners in turn (image i by
+    owners[i % len(owners)]), without waiting for ingest: photo id -> owner, in upload order."""
     owned: dict[str, str] = {}
     for i, image in enumerate(images):
         owner = owners[i % len(owners)]
         title = titles[i] if titles is not None else None
-        owned[upload_ok(client, jpeg_bytes(image), auth_header(owner), title=title)["id"]] = owner
+        data = image if isinstance(image, bytes) else jpeg_bytes(image)
+        owned[upload_ok(client, data, auth_header(owner), title=title)["id"]] = owner
     return owned
 
 
@@ -111,7 +127,7 @@ def wait_all(client: httpx.Client, owned: dict[str, str]) -> dict[str, dict[str,
     return {photo_id: wait_ready(client, photo_id, auth_header(owner)) for photo_id, owner in owned.items()}
 
 
-def upload_many(client: httpx.Client, images: Sequence[Image.Image], owners: Sequence[str], *,
+def upload_many(client: httpx.Client, images: Sequence[Image.Image | bytes], owners: Sequence[str], *,
                 titles: Sequence[str | None] | None = None, status: str = "READY") -> dict[str, str]:
     """`upload_all`, then wait until every photo is processed and assert it ended in `status`."""
     owned = upload_all(client, images, owners, titles=titles)
