@@ -58,11 +58,17 @@ def module_name(path: Path) -> str:
 def imports_of(path: Path) -> set[str]:
     """Our modules that a file imports, resolved to the deepest existing module."""
     found: set[str] = set()
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        elif isinstance(node, ast.ImportFrom):
+            # a relative import names a module of ours too: resolved against the file's package
+            base = ".".join(package[:len(package) - node.level + 1] if node.level else [])
+            module = ".".join(part for part in (base, node.module or "") if part)
+            names = [f"{module}.{alias.name}" for alias in node.names] + [module]
         else:
             continue
         for name in names:
