@@ -60,6 +60,15 @@ def with_request_id(extensions: dict[str, Any]) -> dict[str, Any]:
     return {**extensions, "requestId": request_id} if request_id is not None else extensions
 
 
+def answered_code(error: GraphQLError) -> str:
+    """The code the client saw for this error, as the masking decides it: its own for an expected error
+    (an ApiError's, a validation rule's), else UNAVAILABLE or, masked, INTERNAL_SERVER_ERROR."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return str((error.extensions or {}).get("code") or "GRAPHQL_VALIDATION_FAILED")
+    return "UNAVAILABLE" if is_unavailable(original) else "INTERNAL_SERVER_ERROR"
+
+
 def log_graphql_errors(errors: list[GraphQLError], operation: str | None) -> None:
     """Strawberry's `Schema.process_errors`, structured, so that error-level lines are the ones an operator
     acts on: the client's own mistakes (syntax, validation, every ApiError's code) at info without a
@@ -69,8 +78,7 @@ def log_graphql_errors(errors: list[GraphQLError], operation: str | None) -> Non
         original = error.original_error
         fields: dict[str, Any] = {"operation": operation, "path": error.path, "message": error.message}
         if original is None or isinstance(original, GraphQLError):
-            code = (error.extensions or {}).get("code") or "GRAPHQL_VALIDATION_FAILED"
-            log.info("graphql.client_error", code=code, **fields)
+            log.info("graphql.client_error", code=answered_code(error), **fields)
         elif is_unavailable(original):
             log.warning("graphql.unavailable", **fields, error=f"{type(original).__name__}: {original}")
         else:

@@ -27,7 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from api.errors import is_unavailable
+from api.error_handling import answered_code
 from api.http_middleware import HttpMiddleware
 from photoduel.metrics import CONTENT_TYPE_LATEST
 
@@ -63,14 +63,6 @@ def _route_of(scope: Scope) -> str:
     return str(getattr(route, "path", None) or UNMATCHED)
 
 
-def error_code(error: GraphQLError) -> str:
-    """The code the client saw for this error (the masking in api/error_handling.py decides it the same way)."""
-    original = error.original_error
-    if original is None or isinstance(original, GraphQLError):
-        return str((error.extensions or {}).get("code") or "GRAPHQL_VALIDATION_FAILED")
-    return "UNAVAILABLE" if is_unavailable(original) else "INTERNAL_SERVER_ERROR"
-
-
 def count_graphql_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None) -> None:
     """From the schema's `process_errors`: every error of a response, by its code."""
     context = execution_context.context if execution_context is not None else None
@@ -78,7 +70,7 @@ def count_graphql_errors(errors: list[GraphQLError], execution_context: Executio
     if metrics is None:
         return
     for error in errors:
-        metrics.error_answered(error_code(error))
+        metrics.error_answered(answered_code(error))
     request = getattr(context, "request", None)
     if isinstance(request, Request):
         request.scope.setdefault("state", {})[ERRORS_COUNTED] = True

@@ -378,3 +378,11 @@ def test_a_blocked_owner_is_in_none_of_the_blockers_duels_or_lists_under_concurr
             met = True
             break
     assert met, "after unblocking, the owner's photos are drawn again"
+
+
+def test_the_api_offers_exactly_the_reasons_the_service_takes() -> None:
+    """`ReportReason` is the schema's copy of the service's list (each value with its description)."""
+    from api.schema.moderation import ReportReason
+    from photos.moderation import REPORT_REASONS
+
+    assert [r.value for r in ReportReason] == list(REPORT_REASONS)
